@@ -1,0 +1,98 @@
+"""Where TradeNova keeps its state on disk.
+
+Everything a run writes lives under one folder, ``TRADENOVA_HOME`` (default
+``./.tradenova``), so that a user can inspect, back up or delete it as one thing:
+
+    tradenova.duckdb   the one DuckDB database (market data, orders, risk, metrics)
+    models/            trained models and their normalisation statistics
+    reports/           daily HTML reports and charts
+    tensorboard/       TensorBoard logs from training
+    dagster/           DAGSTER_HOME, unless DAGSTER_HOME is set explicitly
+
+Paths are resolved at call time, not import time, so tests (and users) can point
+``TRADENOVA_HOME`` elsewhere without re-importing anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "TRADENOVA_HOME"
+DEFAULT_HOME = ".tradenova"
+
+# Tag that every trading-session run carries; dagster.yaml limits it to one run at a time.
+SESSION_CONCURRENCY_TAG = "tradenova/session"
+
+
+def home() -> Path:
+    """The TradeNova home folder, created on first use."""
+    path = Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def db_path() -> Path:
+    return home() / "tradenova.duckdb"
+
+
+def _subdir(name: str) -> Path:
+    path = home() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def models_dir() -> Path:
+    return _subdir("models")
+
+
+def reports_dir() -> Path:
+    return _subdir("reports")
+
+
+def tensorboard_dir() -> Path:
+    return _subdir("tensorboard")
+
+
+DAGSTER_YAML = f"""\
+# Written by TradeNova on first use; edit freely, it is not overwritten.
+telemetry:
+  enabled: false
+
+# One trading session at a time, whatever launched it (schedule, sensor, UI, CLI).
+concurrency:
+  runs:
+    max_concurrent_runs: 8
+    tag_concurrency_limits:
+      - key: "{SESSION_CONCURRENCY_TAG}"
+        limit: 1
+
+# Detect runs whose worker died (a crashed session) and enforce dagster/max_runtime tags.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  poll_interval_seconds: 30
+"""
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME: the environment variable if set, else ``$TRADENOVA_HOME/dagster``.
+
+    A ``dagster.yaml`` with TradeNova's run-queue limits and run monitoring is written
+    on first use (never overwritten, so a user's edits stay).
+    """
+    explicit = os.environ.get("DAGSTER_HOME")
+    path = Path(explicit).expanduser().resolve() if explicit else home() / "dagster"
+    path.mkdir(parents=True, exist_ok=True)
+    yaml_path = path / "dagster.yaml"
+    if not yaml_path.exists():
+        yaml_path.write_text(DAGSTER_YAML)
+    return path
+
+
+def use_dagster_home() -> Path:
+    """Point this process (and the Dagster processes it starts) at TradeNova's DAGSTER_HOME."""
+    path = dagster_home()
+    os.environ["DAGSTER_HOME"] = str(path)
+    return path

@@ -1,0 +1,77 @@
+"""Black-Scholes pricing for European options, vectorised over numpy arrays.
+
+SPY options are American, but with no early-exercise value on calls (no dividend between
+now and a weekly expiry, most of the time) and little on short-dated puts, Black-Scholes
+is the standard first approximation; the simulated broker and the RL environment both
+price premiums with it, so that what the agent learns is what the broker charges.
+
+Time is in years; rates and volatility are annualised decimals. Every function accepts
+scalars or numpy arrays (broadcast together) and returns the same shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtr
+
+MIN_TIME = 1e-6  # about 30 seconds: the price at expiry is the intrinsic value
+MINUTES_PER_YEAR = 252 * 390  # trading-time convention used for intraday decay
+
+
+def _d1_d2(spot, strike, t, vol, rate):
+    t = np.maximum(t, MIN_TIME)
+    vol = np.maximum(vol, 1e-6)
+    sqrt_t = np.sqrt(t)
+    d1 = (np.log(spot / strike) + (rate + 0.5 * vol * vol) * t) / (vol * sqrt_t)
+    return d1, d1 - vol * sqrt_t, t
+
+
+def bs_price(spot, strike, t, vol, rate=0.0, is_call=True):
+    """Black-Scholes premium per share (multiply by 100 for one contract)."""
+    spot, strike, t, vol, rate = (np.asarray(x, dtype=float) for x in (spot, strike, t, vol, rate))
+    d1, d2, t_eff = _d1_d2(spot, strike, t, vol, rate)
+    discount = np.exp(-rate * t_eff)
+    call = spot * ndtr(d1) - strike * discount * ndtr(d2)
+    put = strike * discount * ndtr(-d2) - spot * ndtr(-d1)
+    price = np.where(is_call, call, put)
+    intrinsic = np.where(is_call, np.maximum(spot - strike, 0.0), np.maximum(strike - spot, 0.0))
+    price = np.where(t <= MIN_TIME, intrinsic, np.maximum(price, intrinsic * discount))
+    return price if price.ndim else float(price)
+
+
+def bs_delta(spot, strike, t, vol, rate=0.0, is_call=True):
+    spot, strike, t, vol, rate = (np.asarray(x, dtype=float) for x in (spot, strike, t, vol, rate))
+    d1, _, _ = _d1_d2(spot, strike, t, vol, rate)
+    delta = np.where(is_call, ndtr(d1), ndtr(d1) - 1.0)
+    return delta if delta.ndim else float(delta)
+
+
+def bs_theta(spot, strike, t, vol, rate=0.0, is_call=True):
+    """Time decay per year (negative for a long option); divide by 252 for a trading day."""
+    spot, strike, t, vol, rate = (np.asarray(x, dtype=float) for x in (spot, strike, t, vol, rate))
+    d1, d2, t_eff = _d1_d2(spot, strike, t, vol, rate)
+    pdf = np.exp(-0.5 * d1 * d1) / np.sqrt(2 * np.pi)
+    common = -spot * pdf * vol / (2 * np.sqrt(t_eff))
+    discount = rate * strike * np.exp(-rate * t_eff)
+    theta = np.where(is_call, common - discount * ndtr(d2), common + discount * ndtr(-d2))
+    return theta if theta.ndim else float(theta)
+
+
+def implied_vol(price, spot, strike, t, rate=0.0, is_call=True, lo=1e-4, hi=5.0, iterations=80):
+    """Implied volatility by bisection (robust where Newton fails: deep ITM/OTM, short dated).
+
+    Returns NaN where the price is outside the no-arbitrage bounds.
+    """
+    price, spot, strike, t, rate = (np.asarray(x, dtype=float) for x in (price, spot, strike, t, rate))
+    lo_arr = np.full(np.broadcast(price, spot, strike, t).shape, lo)
+    hi_arr = np.full_like(lo_arr, hi)
+    p_lo = bs_price(spot, strike, t, lo_arr, rate, is_call)
+    p_hi = bs_price(spot, strike, t, hi_arr, rate, is_call)
+    valid = (price >= p_lo - 1e-12) & (price <= p_hi + 1e-12)
+    for _ in range(iterations):
+        mid = 0.5 * (lo_arr + hi_arr)
+        too_high = bs_price(spot, strike, t, mid, rate, is_call) > price
+        hi_arr = np.where(too_high, mid, hi_arr)
+        lo_arr = np.where(too_high, lo_arr, mid)
+    out = np.where(valid, 0.5 * (lo_arr + hi_arr), np.nan)
+    return out if out.ndim else float(out)
