@@ -1,0 +1,25 @@
+"""The one place that assembles TradeNova's Dagster definitions (DESIGN.md §1).
+
+Everything else under ``tradenova_dagster/`` is plain Python; the Dagster layer lives in
+the top-level folders ``assets/``, ``ops/``, ``resources/``, ``schedules/``, ``sensors/``.
+"""
+
+import dagster as dg
+
+import assets
+from resources.market_data import MarketDataResource
+from resources.store import StoreResource
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_package_module(assets),
+    asset_checks=dg.load_asset_checks_from_package_module(assets),
+    resources={
+        "store": StoreResource(),
+        "market_data": MarketDataResource(
+            source=dg.EnvVar("TRADENOVA_DATA_SOURCE").get_value("synthetic"),
+            data_dir=dg.EnvVar("TRADENOVA_DATA_DIR").get_value(),
+            api_key=dg.EnvVar("ALPACA_API_KEY"),
+            secret_key=dg.EnvVar("ALPACA_SECRET_KEY"),
+        ),
+    },
+)
