@@ -12,7 +12,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
-    "tradenova_dagster.market.commands",
+    "tradenova_dagster.commands",
 )
 
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 import assets
 from resources.market_data import MarketDataResource
+from resources.secrets import optional_env_var
 from resources.store import StoreResource
 
 defs = dg.Definitions(
@@ -18,8 +19,8 @@ defs = dg.Definitions(
         "market_data": MarketDataResource(
             source=dg.EnvVar("TRADENOVA_DATA_SOURCE").get_value("synthetic"),
             data_dir=dg.EnvVar("TRADENOVA_DATA_DIR").get_value(),
-            api_key=dg.EnvVar("ALPACA_API_KEY"),
-            secret_key=dg.EnvVar("ALPACA_SECRET_KEY"),
+            api_key=optional_env_var("ALPACA_API_KEY"),
+            secret_key=optional_env_var("ALPACA_SECRET_KEY"),
         ),
     },
 )

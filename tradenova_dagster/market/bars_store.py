@@ -12,25 +12,55 @@ import pandas as pd
 
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.data import BAR_COLUMNS, MarketDataSource, finish_bars
+from tradenova_dagster.market.quality import CheckOutcome, blocking_failures, failures_json
 from tradenova_dagster.metrics.store import Store
 
 
-def save_bars(store: Store, symbol: str, day: date, bars: pd.DataFrame, source: str) -> int:
-    """Replace the stored bars of (symbol, day) with ``bars``; returns the row count."""
-    frame = bars[BAR_COLUMNS].copy()
-    frame.insert(0, "symbol", symbol)
-    frame.insert(1, "day", pd.Timestamp(day).date())
-    frame["source"] = source
-    frame = frame.rename(columns={"timestamp": "ts"})
+def save_day(
+    store: Store,
+    day: date,
+    bars_by_symbol: dict[str, pd.DataFrame],
+    source: str,
+    outcomes_by_symbol: dict[str, list[CheckOutcome]] | None = None,
+) -> int:
+    """Replace the stored bars (and quality verdicts) of ``day`` for these symbols.
+
+    One transaction for all symbols: either the whole day lands or nothing changes.
+    Duplicate timestamps are stored once (the first), since the quality check has
+    already recorded that the source sent them. Returns the number of rows stored.
+    """
+    outcomes_by_symbol = outcomes_by_symbol or {}
+    stored = 0
     with store.transaction() as con:
-        con.execute("DELETE FROM market_bars WHERE symbol = ? AND day = ?", [symbol, day])
-        con.register("incoming_bars", frame)
-        con.execute(
-            "INSERT INTO market_bars (symbol, day, ts, open, high, low, close, volume, source) "
-            "SELECT symbol, day, ts, open, high, low, close, volume, source FROM incoming_bars"
-        )
-        con.unregister("incoming_bars")
-    return len(frame)
+        for symbol, bars in bars_by_symbol.items():
+            frame = bars[BAR_COLUMNS].drop_duplicates("timestamp").rename(columns={"timestamp": "ts"})
+            frame.insert(0, "symbol", symbol)
+            frame.insert(1, "day", day)
+            frame["source"] = source
+            con.execute("DELETE FROM market_bars WHERE symbol = ? AND day = ?", [symbol, day])
+            con.register("incoming_bars", frame)
+            con.execute(
+                "INSERT INTO market_bars (symbol, day, ts, open, high, low, close, volume, source) "
+                "SELECT symbol, day, ts, open, high, low, close, volume, source FROM incoming_bars"
+            )
+            con.unregister("incoming_bars")
+            stored += len(frame)
+            if symbol in outcomes_by_symbol:
+                outcomes = outcomes_by_symbol[symbol]
+                con.execute("DELETE FROM market_bars_quality WHERE symbol = ? AND day = ?", [symbol, day])
+                con.execute(
+                    "INSERT INTO market_bars_quality (symbol, day, passed, failures) VALUES (?, ?, ?, ?)",
+                    [symbol, day, not blocking_failures(outcomes), failures_json(outcomes)],
+                )
+    return stored
+
+
+def quality_verdict(store: Store, symbol: str, day: date) -> tuple[bool, str] | None:
+    """(passed, failures JSON) of the stored bars of (symbol, day); None if never checked."""
+    rows = store.query(
+        "SELECT passed, failures FROM market_bars_quality WHERE symbol = ? AND day = ?", [symbol.upper(), day]
+    )
+    return (bool(rows[0][0]), rows[0][1]) if rows else None
 
 
 def load_stored_bars(store: Store, symbol: str, day: date) -> pd.DataFrame:

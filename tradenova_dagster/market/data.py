@@ -44,6 +44,9 @@ class MarketDataSource(abc.ABC):
     @abc.abstractmethod
     def vix_history(self, start: date | str, end: date | str) -> pd.Series: ...
 
+    def daily_closes(self, symbol: str, start: date | str, end: date | str) -> pd.Series:
+        return self.daily_bars(symbol, start, end)["close"]
+
     def vix(self, day: date | str) -> float:
         day = calendar.require_trading_day(day)
         history = self.vix_history(day, day)
@@ -61,8 +64,12 @@ def normalise_request(symbol: str, day) -> tuple[str, date]:
 
 
 def finish_bars(df: pd.DataFrame, interval_minutes: int = 1) -> pd.DataFrame:
-    """The canonical bar frame: the columns in order, UTC timestamps, sorted, fresh index."""
-    out = df[BAR_COLUMNS].sort_values("timestamp").reset_index(drop=True)
+    """The canonical bar frame: the columns in order, UTC timestamps, a fresh index.
+
+    Rows keep the order the source delivered, so that the quality checks can see a
+    source that sends bars out of order.
+    """
+    out = df[BAR_COLUMNS].reset_index(drop=True)
     out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True)
     out[DAILY_COLUMNS] = out[DAILY_COLUMNS].astype("float64")
     out.attrs["interval_minutes"] = interval_minutes
