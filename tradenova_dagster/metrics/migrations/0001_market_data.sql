@@ -1,13 +1,15 @@
 -- Market data: 1-minute bars per symbol and session day, and the per-day market context.
+-- Prices may be NULL: bars are stored as the source delivered them (nothing is lost),
+-- and market_bars_quality says whether the day is fit to trade.
 CREATE TABLE market_bars (
     symbol    VARCHAR     NOT NULL,
     day       DATE        NOT NULL,   -- the New York session date the bar belongs to
     ts        TIMESTAMPTZ NOT NULL,   -- bar start, UTC
-    open      DOUBLE      NOT NULL,
-    high      DOUBLE      NOT NULL,
-    low       DOUBLE      NOT NULL,
-    close     DOUBLE      NOT NULL,
-    volume    DOUBLE      NOT NULL,
+    open      DOUBLE,
+    high      DOUBLE,
+    low       DOUBLE,
+    close     DOUBLE,
+    volume    DOUBLE,
     source    VARCHAR     NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (symbol, ts)

@@ -1,0 +1,59 @@
+"""End to end through the command line: the dagster CLI and `tradenova demo`."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from conftest import REPO_ROOT
+from tradenova_dagster.metrics.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def _env(home: Path) -> dict:
+    env = dict(os.environ)
+    env.update(TRADENOVA_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+    env.pop("TRADENOVA_DATA_SOURCE", None)
+    return env
+
+
+def test_dagster_cli_materialises_a_partition(tradenova_home):
+    from tradenova_dagster import config
+
+    config.dagster_home()  # the dagster.yaml TradeNova writes
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tradenova_dagster.definitions",
+         "--select", "market_bars", "--partition", "2026-11-20"],
+        cwd=REPO_ROOT, env=_env(tradenova_home), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    store = Store(tradenova_home / "tradenova.duckdb")
+    assert store.query("SELECT count(*) FROM market_bars WHERE day = '2026-11-20'") == [(390,)]
+    with dg.DagsterInstance.from_config(str(tradenova_home / "dagster")) as instance:
+        partitions = instance.get_materialized_partitions(dg.AssetKey("market_bars"))
+    assert partitions == {"2026-11-20"}
+
+
+def test_tradenova_demo_from_a_fresh_home(tmp_path):
+    home = tmp_path / "fresh"
+    proc = subprocess.run(
+        ["tradenova", "demo", "--date", "2026-11-20"], cwd=tmp_path, env=_env(home),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "TradeNova demo for 2026-11-20: OK" in proc.stdout
+    assert "SPY: 390 bars" in proc.stdout and "checks passed" in proc.stdout
+    assert (home / "tradenova.duckdb").exists() and (home / "dagster" / "dagster.yaml").exists()
+
+
+def test_tradenova_demo_refuses_a_holiday(tmp_path):
+    proc = subprocess.run(
+        ["tradenova", "demo", "--date", "2026-11-26"], cwd=tmp_path, env=_env(tmp_path / "h"),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "date 2026-11-26 is not a trading day" in proc.stderr

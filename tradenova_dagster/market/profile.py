@@ -1,0 +1,45 @@
+"""Statistics that describe how a market's bars behave: used to calibrate synthetic data.
+
+``market_profile`` summarises a set of full-length sessions; the calibration test and
+``bench/calibration.py`` compute it for real SPY and for the synthetic source over the
+same days, and compare.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def market_profile(bars: pd.DataFrame, vix: pd.Series) -> dict[str, float]:
+    """Profile of 1-minute bars (many days, 390-bar sessions only) and a VIX series.
+
+    - ``daily_vol``: std of close-to-close daily log returns;
+    - ``open_abs_ret_ratio`` / ``close_abs_ret_ratio``: mean |1-minute return| over the
+      first / last ten minutes, relative to midday (minutes 150-249): the U shape;
+    - ``open_volume_ratio`` / ``close_volume_ratio``: the same for volume;
+    - ``vix_mean`` / ``vix_std`` / ``vix_log_change_std``: the VIX level and its moves.
+    """
+    frame = bars.copy()
+    local = frame["timestamp"].dt.tz_convert("America/New_York")
+    frame["day"] = local.dt.date
+    frame["minute"] = (local.dt.hour * 60 + local.dt.minute) - 570
+    full_days = frame.groupby("day")["minute"].transform("count") == 390
+    frame = frame[full_days]
+    frame["ret"] = np.log(frame["close"]).groupby(frame["day"]).diff()
+    closes = frame.groupby("day")["close"].last()
+    by_minute = frame.groupby("minute")
+    abs_ret = by_minute["ret"].apply(lambda r: r.abs().mean())
+    volume = by_minute["volume"].mean()
+    midday = slice(150, 249)
+    return {
+        "days": float(frame["day"].nunique()),
+        "daily_vol": float(np.log(closes).diff().std()),
+        "open_abs_ret_ratio": float(abs_ret.loc[1:10].mean() / abs_ret.loc[midday].mean()),
+        "close_abs_ret_ratio": float(abs_ret.loc[380:389].mean() / abs_ret.loc[midday].mean()),
+        "open_volume_ratio": float(volume.loc[0:9].mean() / volume.loc[midday].mean()),
+        "close_volume_ratio": float(volume.loc[380:389].mean() / volume.loc[midday].mean()),
+        "vix_mean": float(vix.mean()),
+        "vix_std": float(vix.std()),
+        "vix_log_change_std": float(np.log(vix).diff().std()),
+    }
