@@ -1,0 +1,287 @@
+"""TradingEnv: the gym contract, the contract model's arithmetic, determinism, no look-ahead."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rl_helpers import planted_day, synthetic_day
+from tradenova_dagster.market.data import get_source
+from tradenova_dagster.market.options import MINUTES_PER_YEAR, bs_price
+from tradenova_dagster.rl.dataset import TrainingDataset, day_context, load_day
+from tradenova_dagster.rl.env import EnvConfig, RewardWeights, TradingEnv
+from tradenova_dagster.rl.features import (
+    FEATURE_NAMES,
+    N_MARKET_FEATURES,
+    DayContext,
+    DayData,
+    FeatureBuilder,
+    PositionState,
+    market_features,
+    observation,
+)
+
+NO_SHAPING = RewardWeights(direction=0, whipsaw=0, early_exit=0, theta=0)
+
+
+@pytest.fixture(scope="module")
+def day() -> DayData:
+    return synthetic_day("2024-03-05")
+
+
+def _run(env, actions, options):
+    obs, _ = env.reset(options=options)
+    observations, rewards, infos = [obs], [], []
+    for a in actions:
+        obs, reward, done, truncated, info = env.step(np.array([a], dtype=np.float32))
+        observations.append(obs)
+        rewards.append(reward)
+        infos.append(info)
+        if done:
+            break
+    return observations, rewards, infos
+
+
+def test_default_env_passes_gymnasium_and_sb3_checks():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = TradingEnv()
+    check_env(env, skip_render_check=True)
+    sb3_check_env(TradingEnv(), warn=True)
+    assert env.observation_space.shape == (len(FEATURE_NAMES),)
+
+
+def test_reset_with_options_reproduces_the_start_state_whatever_the_seed(day):
+    other = synthetic_day("2024-03-06")
+    env = TradingEnv([day, other], config=EnvConfig(episode_bars=60))
+    actions = np.random.default_rng(0).uniform(-1, 1, 60)
+    first = _run(env, actions, {"day": "2024-03-06", "start": 100})
+    env.reset(seed=123)
+    env.step(np.array([1.0], dtype=np.float32))  # leave some state behind
+    second = _run(env, actions, {"day": 1, "start": 100})
+    for a, b in zip(first[0], second[0]):
+        np.testing.assert_array_equal(a, b)
+    assert first[1] == second[1]
+    assert len(first[1]) == 60  # episode_bars steps exactly
+
+
+def test_seeded_reset_without_options_is_deterministic(day):
+    env = TradingEnv([synthetic_day(d) for d in ("2024-03-04", "2024-03-05", "2024-03-06")],
+                     config=EnvConfig(episode_bars=30, random_start=True))
+    starts = [env.reset(seed=7)[1] for _ in range(2)]
+    assert starts[0] == starts[1]
+    seen = {(info["day"], info["bar"]) for info in (env.reset()[1] for _ in range(20))}
+    assert len(seen) > 5  # unseeded resets do vary day and start
+
+
+def test_no_look_ahead_perturbing_future_bars_changes_nothing_up_to_t(day):
+    t = 150
+    perturbed = dataclasses.replace(day, pricing_cache={}, _features=None)
+    rng = np.random.default_rng(1)
+    factor = np.exp(np.cumsum(rng.normal(0, 0.002, len(day) - t - 1)))
+    for name in ("opens", "highs", "lows", "closes"):
+        values = getattr(day, name).copy()
+        values[t + 1:] *= factor
+        perturbed = dataclasses.replace(perturbed, **{name: values})
+    np.testing.assert_array_equal(day.features[: t + 1], perturbed.features[: t + 1])
+    assert not np.array_equal(day.features[t + 1:], perturbed.features[t + 1:])
+
+    actions = np.random.default_rng(2).choice([-1.0, 0.0, 1.0], 300)
+    config = EnvConfig()
+    a_obs, a_rew, a_info = _run(TradingEnv([day], config=config), actions, {"day": 0, "start": 0})
+    b_obs, b_rew, b_info = _run(TradingEnv([perturbed], config=config), actions, {"day": 0, "start": 0})
+    for k in range(t + 1):  # observations at bars 0..t
+        np.testing.assert_array_equal(a_obs[k], b_obs[k])
+    assert a_rew[:t] == b_rew[:t]  # steps filling and marking at bars 1..t
+    assert a_rew[t:] != b_rew[t:]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    returns=st.lists(st.floats(-0.01, 0.01), min_size=2, max_size=120),
+    vix=st.floats(9, 80),
+    cut=st.integers(0, 119),
+)
+def test_features_of_a_prefix_equal_the_prefix_of_the_features(returns, vix, cut):
+    closes = 500 * np.exp(np.cumsum(returns))
+    minutes = np.arange(len(closes), dtype=float)
+    context = DayContext(vix, 30.0)
+    full = market_features(500.0, closes, minutes, 390, context)
+    cut = min(cut, len(closes) - 1)
+    prefix = market_features(500.0, closes[: cut + 1], minutes[: cut + 1], 390, context)
+    np.testing.assert_array_equal(prefix, full[: cut + 1])
+    assert np.all(np.abs(full) <= 10.0)
+
+
+def test_feature_builder_bar_by_bar_matches_the_env_features(day):
+    builder = FeatureBuilder(day.day, day.context)
+    import pandas as pd
+
+    for t in range(0, len(day)):
+        row = builder.add_bar(pd.Timestamp(int(day.timestamps[t]), tz="UTC"), day.opens[t], day.closes[t])
+        np.testing.assert_array_equal(row, day.features[t])
+    env = TradingEnv([day])
+    obs, _ = env.reset(options={"day": 0, "start": 0})
+    np.testing.assert_array_equal(obs, observation(day.features[0], PositionState()))
+
+
+def test_feature_builder_refuses_bars_out_of_order_or_outside_the_session(day):
+    import pandas as pd
+
+    builder = FeatureBuilder(day.day, day.context)
+    first = pd.Timestamp(int(day.timestamps[5]), tz="UTC")
+    builder.add_bar(first, 600.0, 600.5)
+    with pytest.raises(ValueError, match="not after"):
+        builder.add_bar(first, 600.0, 600.5)
+    with pytest.raises(ValueError, match="outside the session"):
+        builder.add_bar(first + pd.Timedelta(hours=8), 600.0, 600.5)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        builder.add_bar(first.tz_localize(None), 600.0, 600.5)
+
+
+def test_a_position_opened_at_t_fills_at_the_next_open_and_marks_at_its_close(day):
+    config = EnvConfig(rewards=NO_SHAPING)
+    env = TradingEnv([day], config=config)
+    env.reset(options={"day": 0, "start": 10})
+    obs, reward, _, _, info = env.step(np.array([0.9], dtype=np.float32))  # CALL, decided at bar 10
+
+    vol = day.context.vix / 100
+    strike = round(day.opens[11])  # ATM on a $1 grid, at the fill
+    carry = 390 * config.expiry_days
+    t_open = (day.session_minutes - day.minutes[11] + carry) / MINUTES_PER_YEAR
+    t_close = (day.session_minutes - day.minutes[11] - 1 + carry) / MINUTES_PER_YEAR
+    mid_open = bs_price(day.opens[11], strike, t_open, vol, 0.0, True)
+    ask = mid_open + 0.5 * max(config.spread_pct * mid_open, config.min_spread)
+    cost = ask * 100 + config.commission
+    mark = bs_price(day.closes[11], strike, t_close, vol, 0.0, True) * 100
+    assert info["bar"] == 11 and info["position"] == 1
+    assert info["pnl"] == pytest.approx(mark - cost, rel=1e-9)
+    assert reward == pytest.approx((mark - cost) / config.scale, rel=1e-9)
+    assert obs[N_MARKET_FEATURES] == 1.0  # position feature: a call
+    assert obs[N_MARKET_FEATURES + 1] == pytest.approx((mark - cost) / cost, rel=1e-5)
+
+
+def test_a_round_trip_on_a_frozen_market_costs_one_spread_two_commissions_and_theta():
+    import pandas as pd
+
+    from tradenova_dagster.market import calendar
+
+    starts = calendar.session_bar_starts("2024-03-05")
+    flat = pd.DataFrame({"timestamp": starts, "open": 500.0, "high": 500.0, "low": 500.0, "close": 500.0,
+                         "volume": 1.0})
+    frozen = DayData.from_bars("SPY", "2024-03-05", flat, DayContext(20.0, 50.0))
+    config = EnvConfig(rewards=NO_SHAPING)
+    env = TradingEnv([frozen], config=config)
+    env.reset(options={"day": 0, "start": 0})
+    pnl = [env.step(np.array([a], dtype=np.float32))[4]["pnl"] for a in (-1.0, -1.0, 0.0)]
+    carry = 390 * config.expiry_days
+    price = [bs_price(500.0, 500.0, (390 - m + carry) / MINUTES_PER_YEAR, 0.2, 0.0, False) for m in (1, 3)]
+    half = [0.5 * max(config.spread_pct * p, config.min_spread) for p in price]
+    expected = ((price[1] - half[1]) - (price[0] + half[0])) * 100 - 2 * config.commission
+    assert sum(pnl) == pytest.approx(expected, rel=1e-9)
+    assert sum(pnl) < -2 * config.commission
+
+
+def test_episodes_end_flat_before_the_close_and_report_trades(day):
+    env = TradingEnv([day])
+    env.reset(options={"day": 0, "start": 0})
+    done, steps = False, 0
+    while not done:
+        _, _, done, truncated, info = env.step(np.array([1.0], dtype=np.float32))
+        steps += 1
+    assert not truncated
+    assert steps == len(day) - 1 - env.config.flatten_bars
+    assert info["trades"] == 1 and info["bars_in_position"] == steps
+    assert env.position_state() == PositionState()
+    with pytest.raises(RuntimeError, match="episode ended"):
+        env.step(np.array([0.0], dtype=np.float32))
+
+
+def test_shaping_terms_whipsaw_and_early_exit():
+    day = planted_day("2024-03-05", seed=3)
+    base = EnvConfig(rewards=NO_SHAPING)
+    whipsaw = EnvConfig(rewards=dataclasses.replace(NO_SHAPING, whipsaw=0.5, whipsaw_bars=5))
+    actions = [1.0, 0.0, 1.0]  # open, close one bar later, reopen: two quick flips
+    _, plain, plain_info = _run(TradingEnv([day], config=base), actions, {"day": 0, "start": 0})
+    _, shaped, _ = _run(TradingEnv([day], config=whipsaw), actions, {"day": 0, "start": 0})
+    assert shaped[0] == pytest.approx(plain[0])  # the first entry is no whipsaw
+    assert shaped[1] == pytest.approx(plain[1] - 0.5) and shaped[2] == pytest.approx(plain[2] - 0.5)
+
+    # early exit: closing a winner earns a bonus proportional to its realised P&L
+    env = TradingEnv([day], config=base)
+    for start in range(0, 300):
+        env.reset(options={"day": 0, "start": start})
+        env.step(np.array([1.0], dtype=np.float32))
+        cost = env._entry_cost
+        _, reward_plain, _, _, info = env.step(np.array([0.0], dtype=np.float32))
+        if info["trade_closed"] and env._cash > 0:
+            break
+    else:
+        pytest.fail("no winning one-bar trade found on the planted day")
+    gain = env._cash  # cash after the round trip = the trade's realised P&L
+    bonus_env = TradingEnv([day], config=EnvConfig(rewards=dataclasses.replace(NO_SHAPING, early_exit=0.5)))
+    bonus_env.reset(options={"day": 0, "start": start})
+    bonus_env.step(np.array([1.0], dtype=np.float32))
+    _, reward_bonus, _, _, _ = bonus_env.step(np.array([0.0], dtype=np.float32))
+    assert cost > 0 and gain > 0
+    assert reward_bonus == pytest.approx(reward_plain + 0.5 * gain / base.scale)
+
+
+def test_theta_and_direction_shaping_signs():
+    day = planted_day("2024-03-05", seed=4)
+    base = EnvConfig(rewards=NO_SHAPING)
+    theta = EnvConfig(rewards=dataclasses.replace(NO_SHAPING, theta=1.0))
+    direction = EnvConfig(rewards=dataclasses.replace(NO_SHAPING, direction=1.0))
+    actions = [1.0] * 50
+    _, plain, _ = _run(TradingEnv([day], config=base), actions, {"day": 0, "start": 0})
+    _, with_theta, _ = _run(TradingEnv([day], config=theta), actions, {"day": 0, "start": 0})
+    _, with_direction, _ = _run(TradingEnv([day], config=direction), actions, {"day": 0, "start": 0})
+    assert all(t < p for t, p in zip(with_theta, plain))  # holding always pays time decay
+    moves = np.clip(day.features[1:51, 0], -3, 3)
+    np.testing.assert_allclose(np.array(with_direction) - np.array(plain), moves, rtol=1e-6, atol=1e-9)
+
+
+def test_bad_inputs_are_refused_with_the_field_named(day):
+    with pytest.raises(ValueError, match="spread_pct"):
+        EnvConfig(spread_pct=-0.1)
+    with pytest.raises(ValueError, match="reward weight whipsaw"):
+        RewardWeights(whipsaw=-1)
+    env = TradingEnv([day])
+    with pytest.raises(ValueError, match="not one of"):
+        env.reset(options={"day": "2024-03-06"})
+    with pytest.raises(ValueError, match="start"):
+        env.reset(options={"day": 0, "start": 10_000})
+    with pytest.raises(ValueError, match="not a trading day"):
+        TradingEnv(["2024-03-09"])
+    env.reset(options={"day": 0})
+    with pytest.raises(ValueError, match="action"):
+        env.step(np.array([np.nan]))
+    with pytest.raises(ValueError, match="vix"):
+        DayContext(0.0, 10.0)
+
+
+def test_day_context_matches_the_market_context_of_the_foundation():
+    from tradenova_dagster.market.context import compute_context
+
+    source = get_source("synthetic")
+    for d in ("2024-03-05", "2023-01-03"):
+        ours, theirs = day_context(source, d), compute_context(source, d)
+        assert (ours.vix, ours.iv_rank) == (theirs.vix, theirs.iv_rank)
+
+
+def test_dataset_save_load_round_trip(tmp_path):
+    source = get_source("synthetic")
+    dataset = TrainingDataset("SPY", [load_day("SPY", d, source) for d in ("2024-11-27", "2024-11-29")])
+    assert [len(d) for d in dataset.days] == [390, 210]  # the day after Thanksgiving closes early
+    loaded = TrainingDataset.load(dataset.save(tmp_path / "d.npz"))
+    assert loaded.dates == dataset.dates
+    for a, b in zip(dataset.days, loaded.days):
+        np.testing.assert_array_equal(a.features, b.features)
+        assert a.context == b.context and a.session_minutes == b.session_minutes
+    with pytest.raises(ValueError, match="not in the dataset"):
+        dataset.select(["2024-11-26"])

@@ -1,0 +1,75 @@
+"""``tradenova train``: train a PPO or GRPO agent, evaluate it out of sample, register it.
+
+Torch and stable-baselines3 are imported inside the command, so ``tradenova --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a PPO or GRPO agent on market data and evaluate it out of sample",
+        description="Train on the N sessions before a held-out evaluation window, save the "
+        "model under $TRADENOVA_HOME/models, log to TensorBoard, and print the out-of-sample "
+        "evaluation against flat, always-call, random and momentum baselines.",
+    )
+    add_train_arguments(parser)
+    parser.set_defaults(func=run_train)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--agent", choices=("ppo", "grpo"), default="ppo")
+    parser.add_argument("--symbol", default="SPY")
+    parser.add_argument("--timesteps", type=int, default=100_000, help="env steps (default 100000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-days", type=int, default=60, help="sessions to train on (default 60)")
+    parser.add_argument("--eval-days", type=int, default=20, help="held-out sessions after them (default 20)")
+    parser.add_argument("--end", help="last evaluation session YYYY-MM-DD (default: the last completed one)")
+    parser.add_argument("--source", choices=("synthetic", "file", "alpaca"), default="synthetic")
+    parser.add_argument("--data-dir", help="folder of CSV/Parquet bars for --source file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--promote", action="store_true", help="promote the model if it passes its evaluation")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tradenova_dagster import config
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.rl import registry
+    from tradenova_dagster.rl.dataset import build_dataset, default_train_eval_days
+    from tradenova_dagster.rl.env import EnvConfig
+    from tradenova_dagster.rl.evaluate import evaluate_signal
+    from tradenova_dagster.rl.train import train_model
+
+    if args.timesteps < 1:
+        raise ValueError(f"--timesteps must be >= 1, got {args.timesteps}")
+    options = {"data_dir": args.data_dir} if args.source == "file" and args.data_dir else {}
+    source = get_source(args.source, **options)
+    store = Store()
+    train_days, eval_days = default_train_eval_days(args.train_days, args.eval_days, args.end)
+    print(f"data: {args.symbol} from {args.source}, training {train_days[0]}..{train_days[-1]} "
+          f"({len(train_days)} sessions)" + (f", evaluating {eval_days[0]}..{eval_days[-1]}" if eval_days else ""))
+    dataset = build_dataset(args.symbol, train_days, source, store)
+    result = train_model(args.agent, dataset, args.timesteps, seed=args.seed, progress_bar=not args.no_progress,
+                         store=store)
+    record = result.record
+    print(f"model {record.model_id}: {result.timesteps} steps in {result.elapsed_s:.1f} s "
+          f"({result.env_steps_per_s:,.0f} env-steps/s), final train reward {result.final_train_reward}")
+    print(f"saved to {record.path}; TensorBoard: tensorboard --logdir {config.tensorboard_dir()}")
+    if not eval_days:
+        return 0
+    eval_data = build_dataset(args.symbol, eval_days, source, store)
+    evaluation = evaluate_signal(result.signal_model(), eval_data.days,
+                                 env_config=EnvConfig.from_dict(record.meta["env_config"]), train_days=dataset.dates)
+    registry.record_evaluation(record.model_id, eval_days=eval_data.dates, promotable=evaluation.promotable,
+                               reason=evaluation.reason, metrics=evaluation.as_dict(), store=store)
+    print(evaluation.markdown())
+    print(("PROMOTABLE: " if evaluation.promotable else "NOT PROMOTABLE: ") + evaluation.reason)
+    if args.promote and evaluation.promotable:
+        registry.promote(record.model_id, reason="tradenova train --promote", store=store)
+        print(f"promoted {record.model_id} for {record.symbol}")
+    return 0

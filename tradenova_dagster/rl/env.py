@@ -1,0 +1,389 @@
+"""TradingEnv: one trading session of 1-minute bars, trading short-dated ATM SPY options.
+
+The contract model (every number is a field of :class:`EnvConfig`):
+
+- **Decision.** The action is one number in [-1, 1]; above ``threshold`` (0.3) the agent
+  wants a CALL, below ``-threshold`` a PUT, otherwise FLAT (``Decision.from_action``).
+  Holding the same decision holds the same contract; a change closes the old contract
+  and opens the new one.
+- **Timing, no look-ahead.** The observation at bar ``t`` is built from bars ``0..t``
+  (see :mod:`features`). The action taken on it fills at the *open of bar t+1*, and the
+  position is then marked at the close of t+1. The episode ends ``flatten_bars`` bars
+  before the session's last bar (10: the 15:50 flatten) with the position sold at that
+  bar's close, so every episode ends flat, as every trading day does.
+- **Contract.** One ATM contract (``contracts``), strike = the underlying at the fill
+  rounded to ``strike_step`` ($1, SPY's strike grid), expiring at the close of the
+  session ``expiry_days`` sessions later (2: a short-dated weekly-style option; 0 =
+  0DTE). Time to expiry counts trading minutes (252 × 390 a year), so theta accrues
+  minute by minute while the market is open.
+- **Premium.** Black-Scholes (``market.options``) on the underlying, implied volatility =
+  the day's VIX / 100 × ``iv_scale`` (known at the open), rate ``rate``.
+- **Costs.** Every fill crosses half the quoted spread — ``max(spread_pct × mid,
+  min_spread)`` wide — and pays ``commission`` per contract, on entry and on exit.
+  P&L is marked at mid, so a round trip costs one full spread plus two commissions.
+
+Reward (per step, in units of ``reward_scale`` dollars — 1% of ``capital`` by default)::
+
+    pnl            × change in account value (the option's mark-to-mid P&L, after costs)
+  + direction      × position × next-bar return (z-score, clipped ±3): correct direction +
+  - whipsaw        for each position change within ``whipsaw_bars`` of the previous one
+  + early_exit     × realised P&L of a winning trade the agent closed itself (a bonus for
+                     banking a winner before decay eats it; the forced close earns none)
+  - theta          × the step's theta decay of the held contract (time decay −)
+
+``info["pnl"]`` is always the plain dollar P&L; evaluation measures that, never the shaped
+reward. Option prices of every strike the day can touch are precomputed once per day
+(a few thousand Black-Scholes evaluations), so ``step`` is array indexing and float
+arithmetic only, with no pandas and no pricing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from tradenova_dagster.domain import OPTION_MULTIPLIER
+from tradenova_dagster.market import calendar
+from tradenova_dagster.market.data import MarketDataSource, get_source
+from tradenova_dagster.market.options import MINUTES_PER_YEAR, bs_price, bs_theta
+from tradenova_dagster.rl.features import (
+    FULL_DAY_MINUTES,
+    N_FEATURES,
+    N_MARKET_FEATURES,
+    OBS_CLIP,
+    DayData,
+    PositionState,
+    position_features,
+)
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the reward terms (see the module docstring); all >= 0, 0 switches one off."""
+
+    pnl: float = 1.0
+    direction: float = 0.02
+    whipsaw: float = 0.05
+    whipsaw_bars: int = 5
+    early_exit: float = 0.1
+    theta: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"reward weight {name} must be finite and >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    threshold: float = 0.3
+    contracts: int = 1
+    expiry_days: int = 2
+    strike_step: float = 1.0
+    iv_scale: float = 1.0
+    rate: float = 0.0
+    spread_pct: float = 0.01
+    min_spread: float = 0.01
+    commission: float = 0.65
+    capital: float = 10_000.0
+    reward_scale: float | None = None  # dollars per reward unit; None = 1% of capital
+    flatten_bars: int = 10
+    episode_bars: int | None = None  # None = from the start bar to the flatten bar
+    random_start: bool = False  # with episode_bars: a reset without "start" picks one at random
+    rewards: RewardWeights = field(default_factory=RewardWeights)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "threshold": 0 <= self.threshold < 1,
+            "contracts": self.contracts >= 1,
+            "expiry_days": self.expiry_days >= 0,
+            "strike_step": self.strike_step > 0,
+            "iv_scale": self.iv_scale > 0,
+            "spread_pct": 0 <= self.spread_pct < 1,
+            "min_spread": self.min_spread >= 0,
+            "commission": self.commission >= 0,
+            "capital": self.capital > 0,
+            "reward_scale": self.reward_scale is None or self.reward_scale > 0,
+            "flatten_bars": self.flatten_bars >= 0,
+            "episode_bars": self.episode_bars is None or self.episode_bars >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"EnvConfig.{name}: invalid value {getattr(self, name)!r}")
+        if isinstance(self.rewards, dict):
+            object.__setattr__(self, "rewards", RewardWeights(**self.rewards))
+
+    @property
+    def scale(self) -> float:
+        return self.reward_scale if self.reward_scale is not None else self.capital * 0.01
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "EnvConfig":
+        values = dict(values or {})
+        if "rewards" in values and isinstance(values["rewards"], dict):
+            values["rewards"] = RewardWeights(**values["rewards"])
+        return cls(**values)
+
+
+@dataclass
+class _DayPricing:
+    """Per-day precomputed arrays: premiums of every strike at each bar's open and close."""
+
+    strike0: float
+    n_strikes: int
+    open_price: np.ndarray  # (2, n_strikes, n): per share, index 0 = call, 1 = put
+    close_price: np.ndarray
+    theta_cost: np.ndarray  # (2, n_strikes, n): decay per share over the minute ending at each close
+    move_z: np.ndarray  # (n,): bar t's close-to-close return as a z-score, clipped ±3
+
+
+def price_day(day: DayData, config: EnvConfig) -> _DayPricing:
+    step = config.strike_step
+    k_lo = math.floor(float(day.lows.min()) / step) * step - step
+    k_hi = math.ceil(float(day.highs.max()) / step) * step + step
+    strikes = np.arange(k_lo, k_hi + step / 2, step)
+    vol = day.context.vix / 100.0 * config.iv_scale
+    carry = FULL_DAY_MINUTES * config.expiry_days
+    t_open = (day.session_minutes - day.minutes + carry) / MINUTES_PER_YEAR
+    t_close = (day.session_minutes - day.minutes - 1.0 + carry) / MINUTES_PER_YEAR
+    is_call = np.array([True, False])[:, None, None]
+    k = strikes[None, :, None]
+    open_price = bs_price(day.opens[None, None, :], k, t_open[None, None, :], vol, config.rate, is_call)
+    close_price = bs_price(day.closes[None, None, :], k, t_close[None, None, :], vol, config.rate, is_call)
+    theta = bs_theta(day.closes[None, None, :], k, t_close[None, None, :], vol, config.rate, is_call)
+    move = day.features[:, 0].astype(np.float64)
+    return _DayPricing(
+        strike0=float(strikes[0]),
+        n_strikes=len(strikes),
+        open_price=np.ascontiguousarray(open_price, dtype=np.float64),
+        close_price=np.ascontiguousarray(close_price, dtype=np.float64),
+        theta_cost=np.ascontiguousarray(np.maximum(-theta, 0.0) / MINUTES_PER_YEAR, dtype=np.float64),
+        move_z=np.clip(move, -3.0, 3.0),
+    )
+
+
+def default_days(n: int = 20, end=None) -> list[date]:
+    """The ``n`` sessions ending at ``end`` (default: the last completed session)."""
+    from tradenova_dagster.rl.dataset import default_train_eval_days
+
+    return default_train_eval_days(n_train=n, n_eval=0, end=end)[0]
+
+
+class TradingEnv(gym.Env):
+    """A gymnasium env over trading sessions (see the module docstring for the rules).
+
+    ``TradingEnv()`` trades SPY on the synthetic source's last 20 sessions. Pass
+    ``days`` as DayData (a :class:`TrainingDataset`'s days) or as dates to load from
+    ``source`` on first use. ``reset(options={"day": d, "start": s})`` starts at bar
+    ``s`` of day ``d`` (a date, ISO string, or index into ``days``); the same options
+    always give the same start state, whatever the seed (GRPO's groups rely on it).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        days: Sequence[DayData | date | str] | None = None,
+        config: EnvConfig | None = None,
+        symbol: str = "SPY",
+        source: MarketDataSource | None = None,
+    ):
+        super().__init__()
+        self.config = config or EnvConfig()
+        self.symbol = symbol.upper()
+        self._source = source
+        entries = list(days) if days is not None else default_days()
+        if not entries:
+            raise ValueError("days: need at least one day, got none")
+        self._days: list[DayData | date] = [
+            d if isinstance(d, DayData) else calendar.require_trading_day(d, "days") for d in entries
+        ]
+        self._index = {(d.day if isinstance(d, DayData) else d): i for i, d in enumerate(self._days)}
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(N_FEATURES,), dtype=np.float32)
+        self._obs = np.zeros(N_FEATURES, dtype=np.float32)
+        self._mult = float(OPTION_MULTIPLIER * self.config.contracts)
+        self._day: DayData | None = None
+
+    # ------------------------------------------------------------------ days
+    @property
+    def n_days(self) -> int:
+        return len(self._days)
+
+    @property
+    def dates(self) -> list[date]:
+        return list(self._index)
+
+    def day_data(self, which) -> DayData:
+        """The DayData of a day (date, ISO string or index), loading it on first use."""
+        i = self._day_index(which)
+        entry = self._days[i]
+        if not isinstance(entry, DayData):
+            from tradenova_dagster.rl.dataset import load_day
+
+            if self._source is None:
+                self._source = get_source("synthetic")
+            entry = load_day(self.symbol, entry, self._source)
+            self._days[i] = entry
+        return entry
+
+    def _day_index(self, which) -> int:
+        if isinstance(which, (int, np.integer)) and not isinstance(which, bool):
+            if not 0 <= which < len(self._days):
+                raise ValueError(f"day: index {which} is out of range (0..{len(self._days) - 1})")
+            return int(which)
+        day = calendar.as_date(which, "day")
+        if day not in self._index:
+            raise ValueError(f"day: {day} is not one of this env's {len(self._days)} days")
+        return self._index[day]
+
+    def last_bar(self, day: DayData) -> int:
+        """Index of the bar at whose close the episode ends flat."""
+        return len(day) - 1 - self.config.flatten_bars
+
+    def start_range(self, which) -> tuple[int, int]:
+        """Valid start bars (inclusive) of a day: every start leaves at least one step,
+        and with ``episode_bars`` a full-length episode."""
+        day = self.day_data(which)
+        last = self.last_bar(day)
+        need = self.config.episode_bars or 1
+        hi = last - need
+        if hi < 0:
+            raise ValueError(f"day {day.day}: {len(day)} bars leave no room for an episode of {need} bars")
+        return 0, hi
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        i = self._day_index(options["day"]) if options.get("day") is not None else int(self.np_random.integers(self.n_days))
+        day = self.day_data(i)
+        lo, hi = self.start_range(i)
+        if options.get("start") is not None:
+            start = int(options["start"])
+            if not lo <= start <= hi:
+                raise ValueError(f"start: bar {start} is outside {lo}..{hi} for {day.day}")
+        elif self.config.random_start and self.config.episode_bars:
+            start = int(self.np_random.integers(lo, hi + 1))
+        else:
+            start = 0
+        if self.config not in day.pricing_cache:
+            day.pricing_cache[self.config] = price_day(day, self.config)
+        self._day = day
+        self._p = day.pricing_cache[self.config]
+        self._features = day.features
+        self._opens = day.opens
+        self._t = start
+        self._start = start
+        last = self.last_bar(day)
+        self._end = min(start + self.config.episode_bars, last) if self.config.episode_bars else last
+        self._pos = 0
+        self._kind = 0
+        self._k = 0
+        self._entry_cost = 0.0
+        self._entry_bar = start
+        self._last_change = -(10**9)
+        self._cash = 0.0
+        self._value = 0.0
+        self._trades = 0
+        self._bars_in_position = 0
+        return self._observe(), {"day": day.day.isoformat(), "bar": start, "end_bar": self._end}
+
+    def _observe(self) -> np.ndarray:
+        obs = self._obs
+        obs[:N_MARKET_FEATURES] = self._features[self._t]
+        if self._pos:
+            upnl = (self._value - self._entry_cost) / self._entry_cost
+            obs[N_MARKET_FEATURES:] = position_features(self._pos, upnl, self._t - self._entry_bar)
+        else:
+            obs[N_MARKET_FEATURES:] = 0.0
+        return obs.copy()
+
+    def _half_spread(self, mid: float) -> float:
+        return 0.5 * max(self.config.spread_pct * mid, self.config.min_spread)
+
+    def step(self, action):
+        if self._day is None:
+            raise RuntimeError("step() before reset()")
+        if self._t >= self._end:
+            raise RuntimeError("step() after the episode ended; call reset()")
+        cfg = self.config
+        w = cfg.rewards
+        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        if not math.isfinite(a):
+            raise ValueError(f"action must be finite, got {action!r}")
+        target = 1 if a > cfg.threshold else (-1 if a < -cfg.threshold else 0)
+        p = self._p
+        mult = self._mult
+        o = self._t + 1
+        equity_before = self._cash + self._value
+        shaped = 0.0
+        trade_closed = False
+
+        if target != self._pos:
+            if self._pos:
+                mid = p.open_price[self._kind, self._k, o]
+                proceeds = (mid - self._half_spread(mid)) * mult - cfg.commission * cfg.contracts
+                self._cash += proceeds
+                self._value = 0.0
+                trade_pnl = proceeds - self._entry_cost
+                if trade_pnl > 0:
+                    shaped += w.early_exit * trade_pnl / cfg.scale
+                self._trades += 1
+                trade_closed = True
+            if target:
+                self._kind = 0 if target > 0 else 1
+                k = int(round((self._opens[o] - p.strike0) / cfg.strike_step))
+                self._k = min(max(k, 0), p.n_strikes - 1)
+                mid = p.open_price[self._kind, self._k, o]
+                cost = (mid + self._half_spread(mid)) * mult + cfg.commission * cfg.contracts
+                self._cash -= cost
+                self._entry_cost = cost
+                self._entry_bar = o
+            if o - self._last_change < w.whipsaw_bars:
+                shaped -= w.whipsaw
+            self._last_change = o
+            self._pos = target
+
+        if self._pos:
+            self._value = p.close_price[self._kind, self._k, o] * mult
+            shaped += w.direction * self._pos * p.move_z[o]
+            shaped -= w.theta * p.theta_cost[self._kind, self._k, o] * mult / cfg.scale
+            self._bars_in_position += 1
+
+        self._t = o
+        held = self._pos
+        terminated = o >= self._end
+        if terminated and self._pos:
+            mid = p.close_price[self._kind, self._k, o]
+            self._cash += (mid - self._half_spread(mid)) * mult - cfg.commission * cfg.contracts
+            self._value = 0.0
+            self._pos = 0
+            self._trades += 1
+            trade_closed = True
+
+        equity = self._cash + self._value
+        pnl = equity - equity_before
+        reward = w.pnl * pnl / cfg.scale + shaped
+        # "position": what was held over bar o (before the end-of-episode close)
+        info = {"pnl": pnl, "equity": equity, "position": held, "trade_closed": trade_closed, "bar": o}
+        if terminated:
+            info["trades"] = self._trades
+            info["bars_in_position"] = self._bars_in_position
+            info["episode_bars"] = self._end - self._start
+        return self._observe(), float(reward), terminated, False, info
+
+    def position_state(self) -> PositionState:
+        """The current position as a :class:`PositionState` (what the session would report)."""
+        if not self._pos:
+            return PositionState()
+        return PositionState(self._pos, (self._value - self._entry_cost) / self._entry_cost, self._t - self._entry_bar)

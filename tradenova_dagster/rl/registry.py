@@ -1,0 +1,231 @@
+"""Where trained models live, how they were evaluated, and which one trades.
+
+Each model is a folder ``$TRADENOVA_HOME/models/<model_id>/`` holding ``model.zip`` (the
+stable-baselines3 model), ``vecnormalize.pkl`` (its frozen observation statistics) and
+``meta.json`` (agent, symbol, training days, hyperparameters, env config), plus a row in
+DuckDB's ``models`` table. ``model_evaluations`` keeps every out-of-sample evaluation
+with its promotable verdict, and ``model_promotions`` says which model each account
+trades: the latest promotion for (account, symbol), falling back to the ``global`` one.
+
+``promote`` refuses a model whose latest evaluation did not pass (unless told to force),
+so what the promotion sensor promotes is always a model that beat flat and random.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tradenova_dagster import config
+from tradenova_dagster.domain import require_symbol
+from tradenova_dagster.metrics.store import Store
+
+GLOBAL_ACCOUNT = "global"
+MODEL_FILE = "model.zip"
+VECNORM_FILE = "vecnormalize.pkl"
+META_FILE = "meta.json"
+AGENTS = ("ppo", "grpo")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: str
+    agent: str
+    symbol: str
+    path: Path
+    created_at: datetime
+    timesteps: int
+    seed: int | None
+    train_start: date
+    train_end: date
+    n_train_days: int
+    env_steps_per_s: float | None = None
+    final_train_reward: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def train_days(self) -> list[date]:
+        return [date.fromisoformat(d) for d in self.meta.get("train_days", [])]
+
+
+_COLUMNS = (
+    "model_id, agent, symbol, path, created_at, timesteps, seed, train_start, train_end, "
+    "n_train_days, env_steps_per_s, final_train_reward, meta"
+)
+
+
+def _record(row) -> ModelRecord:
+    values = list(row)
+    values[3] = Path(values[3])
+    values[-1] = json.loads(values[-1])
+    return ModelRecord(*values)
+
+
+def _store(store: Store | None) -> Store:
+    return store if store is not None else Store()
+
+
+def require_agent(agent: str) -> str:
+    value = str(agent).strip().lower()
+    if value not in AGENTS:
+        raise ValueError(f"agent: unknown value {agent!r}; expected one of {', '.join(AGENTS)}")
+    return value
+
+
+def new_model_id(agent: str, symbol: str) -> str:
+    """``<agent>-<symbol>-<UTC time>-<random>``: sortable by time, unique across processes."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{require_agent(agent)}-{require_symbol('symbol', symbol)}-{stamp}-{secrets.token_hex(3)}"
+
+
+def model_dir(model_id: str) -> Path:
+    return config.models_dir() / model_id
+
+
+def save_model(
+    model,
+    vec_normalize,
+    *,
+    agent: str,
+    symbol: str,
+    timesteps: int,
+    seed: int | None,
+    train_days: list[date],
+    meta: dict[str, Any],
+    env_steps_per_s: float | None = None,
+    final_train_reward: float | None = None,
+    model_id: str | None = None,
+    run_id: str | None = None,
+    store: Store | None = None,
+) -> ModelRecord:
+    """Write the model's files and register it; returns its record.
+
+    Files are written first and the row last (in one transaction), so a registered model
+    always has its files; a crash in between leaves an unregistered folder, never a row
+    pointing at nothing.
+    """
+    agent = require_agent(agent)
+    symbol = require_symbol("symbol", symbol)
+    if not train_days:
+        raise ValueError("train_days: a model must name the days it was trained on, got none")
+    model_id = model_id or new_model_id(agent, symbol)
+    folder = model_dir(model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE)
+    vec_normalize.save(str(folder / VECNORM_FILE))
+    days = sorted(train_days)
+    meta = {**meta, "agent": agent, "symbol": symbol, "train_days": [d.isoformat() for d in days]}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    with _store(store).transaction() as con:
+        con.execute(
+            "INSERT INTO models (model_id, agent, symbol, path, timesteps, seed, train_start, train_end, "
+            "n_train_days, env_steps_per_s, final_train_reward, meta, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [model_id, agent, symbol, str(folder), int(timesteps), seed, days[0], days[-1], len(days),
+             env_steps_per_s, final_train_reward, json.dumps(meta, default=str), run_id],
+        )
+    return get_model(model_id, store)
+
+
+def get_model(model_id: str, store: Store | None = None) -> ModelRecord:
+    rows = _store(store).query(f"SELECT {_COLUMNS} FROM models WHERE model_id = ?", [model_id])
+    if not rows:
+        raise ValueError(f"model_id: no model {model_id!r} is registered")
+    return _record(rows[0])
+
+
+def list_models(symbol: str | None = None, agent: str | None = None, store: Store | None = None) -> list[ModelRecord]:
+    """Registered models, newest first."""
+    sql = f"SELECT {_COLUMNS} FROM models WHERE (? IS NULL OR symbol = ?) AND (? IS NULL OR agent = ?) ORDER BY created_at DESC"
+    symbol = symbol.upper() if symbol else None
+    agent = require_agent(agent) if agent else None
+    return [_record(r) for r in _store(store).query(sql, [symbol, symbol, agent, agent])]
+
+
+def record_evaluation(
+    model_id: str,
+    *,
+    eval_days: list[date],
+    promotable: bool,
+    reason: str,
+    metrics: dict[str, Any],
+    run_id: str | None = None,
+    store: Store | None = None,
+) -> None:
+    get_model(model_id, store)  # refuses an unknown model
+    if not eval_days:
+        raise ValueError("eval_days: an evaluation needs at least one day, got none")
+    days = sorted(eval_days)
+    _store(store).execute(
+        "INSERT INTO model_evaluations (model_id, eval_start, eval_end, n_days, promotable, reason, metrics, run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [model_id, days[0], days[-1], len(days), bool(promotable), reason, json.dumps(metrics, default=str), run_id],
+    )
+
+
+def latest_evaluation(model_id: str, store: Store | None = None) -> dict[str, Any] | None:
+    rows = _store(store).query(
+        "SELECT evaluated_at, eval_start, eval_end, n_days, promotable, reason, metrics FROM model_evaluations "
+        "WHERE model_id = ? ORDER BY evaluated_at DESC LIMIT 1",
+        [model_id],
+    )
+    if not rows:
+        return None
+    evaluated_at, start, end, n_days, promotable, reason, metrics = rows[0]
+    return {
+        "evaluated_at": evaluated_at, "eval_start": start, "eval_end": end, "n_days": n_days,
+        "promotable": bool(promotable), "reason": reason, "metrics": json.loads(metrics),
+    }
+
+
+def promote(
+    model_id: str,
+    *,
+    account: str = GLOBAL_ACCOUNT,
+    reason: str = "",
+    force: bool = False,
+    run_id: str | None = None,
+    store: Store | None = None,
+) -> ModelRecord:
+    """Make ``model_id`` the model ``account`` trades for its symbol.
+
+    Refused (ValueError) when the model's latest evaluation is missing or not promotable,
+    unless ``force`` (a person's explicit choice, recorded in ``reason``).
+    """
+    record = get_model(model_id, store)
+    if not account or not str(account).strip():
+        raise ValueError(f"account: expected a non-empty account name, got {account!r}")
+    if not force:
+        evaluation = latest_evaluation(model_id, store)
+        if evaluation is None:
+            raise ValueError(f"model {model_id}: no out-of-sample evaluation yet; evaluate it before promoting")
+        if not evaluation["promotable"]:
+            raise ValueError(f"model {model_id}: not promotable ({evaluation['reason']})")
+    _store(store).execute(
+        "INSERT INTO model_promotions (account, symbol, model_id, reason, run_id) VALUES (?, ?, ?, ?, ?)",
+        [account, record.symbol, model_id, reason or ("forced" if force else "passed evaluation"), run_id],
+    )
+    return record
+
+
+def promoted_model(symbol: str = "SPY", account: str | None = None, store: Store | None = None) -> ModelRecord | None:
+    """The model ``account`` trades for ``symbol`` (its own promotion, else the global one)."""
+    symbol = require_symbol("symbol", symbol)
+    accounts = [a for a in (account, GLOBAL_ACCOUNT) if a]
+    for acct in accounts:
+        rows = _store(store).query(
+            "SELECT model_id FROM model_promotions WHERE account = ? AND symbol = ? "
+            "ORDER BY promoted_at DESC LIMIT 1",
+            [acct, symbol],
+        )
+        if rows:
+            return get_model(rows[0][0], store)
+    return None
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    return json.loads((Path(path) / META_FILE).read_text())

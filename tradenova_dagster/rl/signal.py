@@ -1,0 +1,206 @@
+"""SignalModel: a trained policy turned into one smoothed CALL / PUT / FLAT signal per bar.
+
+The raw signal is the policy's deterministic action (the Gaussian mean), clipped to
+[-1, 1]. A one-minute policy flickers around the ±0.3 thresholds, and every flicker is a
+round trip through the option spread; so the decision is taken on an exponential moving
+average of the raw action, ``s_t = alpha × raw_t + (1 − alpha) × s_{t−1}``, restarted at
+each session's first bar (yesterday's mood says nothing about today's open).
+
+Evaluation, backtests and the live session all call this object, so the smoothed policy
+is the one that is measured and the one that trades. Two ways to feed it:
+
+- ``predict(obs, timestamp)`` with an observation built elsewhere (the env: evaluation);
+- ``reset(day, context)`` then ``on_bar(bar, position)`` per bar (the session): it builds
+  the observation with the env's own feature code (:class:`FeatureBuilder`), from the
+  bars seen so far only.
+
+Every prediction is a :class:`~tradenova_dagster.domain.Signal` (raw, smoothed,
+decision); with ``record=True`` they are kept and ``flush_predictions`` writes them to
+DuckDB's ``signal_predictions`` in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from tradenova_dagster.domain import Bar, Decision, Signal
+from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.rl import registry
+from tradenova_dagster.rl.features import FLAT, N_FEATURES, DayContext, FeatureBuilder, PositionState, observation
+
+DEFAULT_ALPHA = 0.5
+
+
+def _algorithm_class(agent: str):
+    if registry.require_agent(agent) == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    from tradenova_dagster.rl.grpo import GRPO
+
+    return GRPO
+
+
+class SignalModel:
+    """A policy plus its frozen observation normalisation, with EMA smoothing.
+
+    ``policy``: a stable-baselines3 algorithm (PPO, GRPO) or policy; ``vec_normalize``:
+    the VecNormalize the model was trained with (its statistics are used frozen), or None.
+    ``alpha`` in (0, 1]: 1 means no smoothing.
+    """
+
+    def __init__(
+        self,
+        policy,
+        vec_normalize=None,
+        *,
+        alpha: float = DEFAULT_ALPHA,
+        threshold: float = 0.3,
+        symbol: str = "SPY",
+        model_id: str = "",
+        record: bool = False,
+        on_prediction: Callable[[Signal], None] | None = None,
+    ):
+        import torch as th
+
+        if not (math.isfinite(alpha) and 0.0 < alpha <= 1.0):
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+        self._th = th
+        self.policy = getattr(policy, "policy", policy)
+        self.policy.set_training_mode(False)
+        self.vec_normalize = vec_normalize
+        if vec_normalize is not None:
+            vec_normalize.training = False
+        self.alpha = float(alpha)
+        self.threshold = float(threshold)
+        self.symbol = symbol.upper()
+        self.model_id = model_id
+        self.record = record
+        self.on_prediction = on_prediction
+        self.predictions: list[Signal] = []
+        self._smoothed: float | None = None
+        self._features: FeatureBuilder | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> "SignalModel":
+        """Load a model folder written by ``registry.save_model`` (model, stats, meta)."""
+        path = Path(path)
+        if not (path / registry.MODEL_FILE).is_file():
+            raise ValueError(f"path: {path} holds no {registry.MODEL_FILE}")
+        meta = registry.read_meta(path)
+        model = _algorithm_class(meta["agent"]).load(path / registry.MODEL_FILE, device="cpu")
+        with open(path / registry.VECNORM_FILE, "rb") as f:
+            vec_normalize = pickle.load(f)  # the statistics only; no env needed to normalise
+        kwargs.setdefault("symbol", meta.get("symbol", "SPY"))
+        kwargs.setdefault("model_id", path.name)
+        kwargs.setdefault("threshold", meta.get("env_config", {}).get("threshold", 0.3))
+        return cls(model, vec_normalize, **kwargs)
+
+    @classmethod
+    def from_record(cls, record: registry.ModelRecord, **kwargs) -> "SignalModel":
+        return cls.load(record.path, **kwargs)
+
+    @classmethod
+    def promoted(
+        cls, symbol: str = "SPY", account: str | None = None, store: Store | None = None, **kwargs
+    ) -> "SignalModel":
+        """The model promoted for ``account`` (or globally); ValueError if there is none."""
+        record = registry.promoted_model(symbol, account, store)
+        if record is None:
+            raise ValueError(f"symbol: no model is promoted for {symbol} (account {account or registry.GLOBAL_ACCOUNT})")
+        return cls.from_record(record, **kwargs)
+
+    # ------------------------------------------------------------------ prediction
+    def reset(self, day=None, context: Any = None) -> None:
+        """Start a new session: forget the smoothing state and the bars seen.
+
+        For ``on_bar``, give the ``day`` and its ``context`` (anything with ``vix`` and
+        ``iv_rank``: a DayContext or market.context.MarketContext).
+        """
+        self._smoothed = None
+        self._features = None
+        if day is not None:
+            if context is None:
+                raise ValueError(f"context: the market context (vix, iv_rank) of {day} is needed, got None")
+            ctx = context if isinstance(context, DayContext) else DayContext(float(context.vix), float(context.iv_rank))
+            self._features = FeatureBuilder(day, ctx)
+
+    def raw_action(self, obs: np.ndarray) -> float:
+        """The deterministic action for one (unnormalised) observation, clipped to [-1, 1]."""
+        obs = np.asarray(obs, dtype=np.float32).reshape(-1)
+        if obs.shape != (N_FEATURES,):
+            raise ValueError(f"obs: expected {N_FEATURES} features, got shape {obs.shape}")
+        if self.vec_normalize is not None:
+            obs = self.vec_normalize.normalize_obs(obs).astype(np.float32)
+        with self._th.no_grad():
+            action = self.policy._predict(self._th.as_tensor(obs[None]), deterministic=True)
+        return float(np.clip(action.numpy().reshape(-1)[0], -1.0, 1.0))
+
+    def predict(self, obs: np.ndarray, timestamp: datetime | pd.Timestamp | None = None) -> Signal:
+        """The signal for one observation: raw action, EMA-smoothed action, decision."""
+        raw = self.raw_action(obs)
+        smoothed = raw if self._smoothed is None else self.alpha * raw + (1.0 - self.alpha) * self._smoothed
+        smoothed = min(1.0, max(-1.0, smoothed))
+        self._smoothed = smoothed
+        ts = pd.Timestamp(timestamp).to_pydatetime() if timestamp is not None else datetime.now(timezone.utc)
+        signal = Signal(
+            timestamp=ts,
+            symbol=self.symbol,
+            raw_action=raw,
+            smoothed_action=smoothed,
+            decision=Decision.from_action(smoothed, self.threshold),
+            model=self.model_id,
+        )
+        if self.record:
+            self.predictions.append(signal)
+        if self.on_prediction is not None:
+            self.on_prediction(signal)
+        return signal
+
+    def on_bar(self, bar: Bar, position: PositionState = FLAT) -> Signal:
+        """The signal after ``bar`` closed (call ``reset(day, context)`` at each session start)."""
+        if self._features is None:
+            raise RuntimeError("on_bar() before reset(day, context)")
+        if bar.symbol != self.symbol:
+            raise ValueError(f"bar.symbol: this model trades {self.symbol}, got {bar.symbol}")
+        row = self._features.add_bar(bar.timestamp, bar.open, bar.close)
+        return self.predict(observation(row, position), bar.timestamp)
+
+    def flush_predictions(self, store: Store, account: str, run_id: str | None = None) -> int:
+        """Write the recorded predictions to ``signal_predictions`` (one transaction); returns the count."""
+        if not account:
+            raise ValueError(f"account: expected a non-empty account name, got {account!r}")
+        frame = pd.DataFrame(
+            {
+                "account": account,
+                "run_id": run_id,
+                "model_id": self.model_id or "unnamed",
+                "symbol": [s.symbol for s in self.predictions],
+                "ts": pd.to_datetime([s.timestamp for s in self.predictions], utc=True),
+                "raw_action": [s.raw_action for s in self.predictions],
+                "smoothed_action": [s.smoothed_action for s in self.predictions],
+                "decision": [s.decision.value for s in self.predictions],
+            }
+        )
+        if len(frame):
+            with store.transaction() as con:
+                con.register("incoming_predictions", frame)
+                con.execute(
+                    "INSERT INTO signal_predictions (account, run_id, model_id, symbol, ts, raw_action, "
+                    "smoothed_action, decision) SELECT account, run_id, model_id, symbol, ts, raw_action, "
+                    "smoothed_action, decision FROM incoming_predictions"
+                )
+                con.unregister("incoming_predictions")
+        count = len(frame)
+        self.predictions.clear()
+        return count
