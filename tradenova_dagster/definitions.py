@@ -7,15 +7,19 @@ the top-level folders ``assets/``, ``ops/``, ``resources/``, ``schedules/``, ``s
 import dagster as dg
 
 import assets
+from ops.kill_switch import kill_switch_job
 from resources.market_data import MarketDataResource
+from resources.risk import RiskResource
 from resources.secrets import optional_env_var
 from resources.store import StoreResource
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(assets),
     asset_checks=dg.load_asset_checks_from_package_module(assets),
+    jobs=[kill_switch_job],
     resources={
         "store": StoreResource(),
+        "risk": RiskResource(),
         "market_data": MarketDataResource(
             source=dg.EnvVar("TRADENOVA_DATA_SOURCE").get_value("synthetic"),
             data_dir=dg.EnvVar("TRADENOVA_DATA_DIR").get_value(),

@@ -1,0 +1,107 @@
+"""The risk framework as a Dagster resource: every threshold in one place, checked at load."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import dagster as dg
+from pydantic import model_validator
+
+from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.risk import (
+    AdvancedRiskManager,
+    KillSwitch,
+    LadderConfig,
+    ProfitManager,
+    RiskLimits,
+    TakeProfitLevel,
+)
+from tradenova_dagster.risk.kill_switch import GLOBAL
+from tradenova_dagster.risk.state import Clock
+
+
+class RiskResource(dg.ConfigurableResource):
+    """The rules of DESIGN.md §4, each configurable; defaults are the seed's numbers.
+
+    Percentages are fractions (0.02 = 2%). Invalid values (a negative limit, a percentage
+    above 1, take-profit gains out of order...) are refused when the resource is built,
+    with a message naming the field and the value, not in the middle of a session.
+    State lives in ``db_path`` (default ``$TRADENOVA_HOME/tradenova.duckdb``) unless a
+    ``Store`` is passed to the builders.
+    """
+
+    initial_balance: float = 100_000.0
+    daily_loss_limit_pct: float = 0.02
+    max_drawdown_pct: float = 0.10
+    max_loss_streak: int = 3
+    max_iv_rank: float = 95.0
+    max_vix: float = 32.0
+    max_spread_pct: float = 0.05
+    max_position_pct: float = 0.10
+    max_open_positions: int = 3
+    take_profit_gains: List[float] = [0.40, 0.60, 1.00, 1.50, 2.00]
+    take_profit_fractions: List[float] = [0.50, 0.20, 0.10, 0.10, 1.00]
+    stop_loss_pct: float = 0.15
+    trail_arm_pct: float = 1.50
+    trail_floor_pct: float = 1.00
+    trail_pct: float = 0.20
+    kill_switch_max_age_s: float = 30.0
+    flush_interval_s: float = 5.0
+    db_path: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _validate(self) -> "RiskResource":
+        try:
+            self.limits()
+            self.ladder()
+            if not self.initial_balance > 0:
+                raise ValueError(f"initial_balance must be > 0, got {self.initial_balance!r}")
+            for name in ("kill_switch_max_age_s", "flush_interval_s"):
+                value = getattr(self, name)
+                if not value >= 0:
+                    raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+        except ValueError as exc:
+            raise ValueError(f"invalid risk resource config: {exc}") from None
+        return self
+
+    def limits(self) -> RiskLimits:
+        return RiskLimits(
+            daily_loss_limit_pct=self.daily_loss_limit_pct,
+            max_drawdown_pct=self.max_drawdown_pct,
+            max_loss_streak=self.max_loss_streak,
+            max_iv_rank=self.max_iv_rank,
+            max_vix=self.max_vix,
+            max_spread_pct=self.max_spread_pct,
+            max_position_pct=self.max_position_pct,
+            max_open_positions=self.max_open_positions,
+        )
+
+    def ladder(self) -> LadderConfig:
+        gains, fractions = list(self.take_profit_gains), list(self.take_profit_fractions)
+        if len(gains) != len(fractions):
+            raise ValueError(
+                f"take_profit_gains ({len(gains)} values) and take_profit_fractions ({len(fractions)} values) "
+                f"must have the same length"
+            )
+        levels = tuple(TakeProfitLevel(f"TP{i + 1}", g, f) for i, (g, f) in enumerate(zip(gains, fractions)))
+        return LadderConfig(levels, self.stop_loss_pct, self.trail_arm_pct, self.trail_floor_pct, self.trail_pct)
+
+    def get_store(self) -> Store:
+        return Store(self.db_path)
+
+    def build_manager(self, account: str = "sim:default", store: Store | None = None, run_id: str | None = None,
+                      clock: Clock | None = None) -> AdvancedRiskManager:
+        """The risk manager of ``account``, its state shared through DuckDB."""
+        return AdvancedRiskManager.from_limits(
+            self.limits(), self.initial_balance, store=store or self.get_store(), account=account, run_id=run_id,
+            clock=clock, flush_interval_s=self.flush_interval_s, max_age_s=self.kill_switch_max_age_s,
+        )
+
+    def build_profit_manager(self, account: str = "sim:default", store: Store | None = None,
+                             run_id: str | None = None, clock: Clock | None = None) -> ProfitManager:
+        """The take-profit ladder of ``account``, its state shared through DuckDB."""
+        return ProfitManager.from_config(self.ladder(), store=store or self.get_store(), account=account,
+                                         run_id=run_id, clock=clock, flush_interval_s=self.flush_interval_s)
+
+    def kill_switch(self, account: str = GLOBAL, store: Store | None = None) -> KillSwitch:
+        return KillSwitch(store or self.get_store(), account=account, max_age_s=self.kill_switch_max_age_s)
