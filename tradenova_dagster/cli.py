@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES = (
     "tradenova_dagster.commands",
+    "tradenova_dagster.risk.commands",
     "tradenova_dagster.rl.commands",
 )
 
