@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = (
     "tradenova_dagster.commands",
     "tradenova_dagster.risk.commands",
+    "tradenova_dagster.metrics.commands",
     "tradenova_dagster.rl.commands",
 )
 

@@ -41,8 +41,8 @@ import math
 import re
 import uuid
 from contextlib import contextmanager
-from functools import lru_cache
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 

@@ -1,0 +1,156 @@
+"""calculate_metrics over 1,000,000 trades: DuckDB SQL against pandas + quantstats.
+
+Both sides compute the same metrics with the same definitions (tracker.py docstring):
+trade statistics, and Sharpe, Sortino, max drawdown and total return on daily returns
+(day P&L / start-of-day equity, every trading day, flat days 0). The peer starts from
+the trades already in a pandas DataFrame (its most favourable case) and, separately,
+from reading them out of the same DuckDB file. Same process, same data; the script
+prints the times, the ratios and the largest difference between the two answers.
+
+    python bench/metrics.py [--trades 1000000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tradenova_dagster.market import calendar
+from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.metrics.tracker import MetricsTracker
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import quantstats as qs
+
+ACCOUNT = "backtest:bench"
+CAPITAL = 1_000_000.0
+AGENTS = ["ppo", "grpo", "rules", "ppo:v2", "grpo:v2"]
+
+
+def make_trades(n: int, days: list, seed: int = 0) -> pd.DataFrame:
+    """n trades spread over the trading days, exits during the session (UTC)."""
+    rng = np.random.default_rng(seed)
+    day_index = np.sort(rng.integers(0, len(days), n))
+    exit_ny = pd.to_datetime(np.array(days, dtype="datetime64[D]")[day_index]) + pd.to_timedelta(
+        rng.integers(10 * 60, 15 * 60 + 59, n), unit="min")
+    exit_time = exit_ny.tz_localize(calendar.NEW_YORK).tz_convert("UTC")
+    return pd.DataFrame({
+        "trade_id": [uuid.UUID(int=i).hex for i in range(n)],
+        "account": ACCOUNT,
+        "run_id": "bench",
+        "day": exit_ny.normalize(),
+        "symbol": "SPY",
+        "contract": "SPY260116C00600000",
+        "side": "long",
+        "qty": 1.0,
+        "entry_time": exit_time - pd.Timedelta(minutes=5),
+        "exit_time": exit_time,
+        "entry_price": 2.0,
+        "exit_price": 2.1,
+        "pnl": rng.normal(1.0, 60.0, n).round(2),
+        "commission": 0.65,
+        "agent": np.array(AGENTS)[rng.integers(0, len(AGENTS), n)],
+        "exit_reason": "tp1",
+    })
+
+
+def load(store: Store, trades: pd.DataFrame) -> None:
+    with store.transaction() as con:
+        con.register("bench_trades", trades)
+        con.execute("INSERT INTO trades (trade_id, account, run_id, day, symbol, contract, side, qty,"
+                    " entry_time, exit_time, entry_price, exit_price, pnl, commission, agent,"
+                    " exit_reason) SELECT trade_id, account, run_id, CAST(day AS DATE), symbol,"
+                    " contract, side, qty, entry_time, exit_time, entry_price, exit_price, pnl,"
+                    " commission, agent, exit_reason FROM bench_trades")
+        con.unregister("bench_trades")
+
+
+def pandas_quantstats(trades: pd.DataFrame, days: list) -> dict:
+    """The same metrics, the usual way: pandas for the trade statistics and the daily
+    series, quantstats for the ratios and the drawdown."""
+    pnl = trades["pnl"]
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    daily_pnl = pnl.groupby(trades["day"]).sum().reindex(pd.DatetimeIndex(days), fill_value=0.0)
+    end_equity = CAPITAL + daily_pnl.cumsum()
+    returns = daily_pnl / (end_equity - daily_pnl)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "num_trades": len(pnl),
+            "total_pnl": pnl.sum(),
+            "win_rate": len(wins) / len(pnl),
+            "avg_win": wins.mean(),
+            "avg_loss": losses.mean(),
+            "profit_factor": wins.sum() / -losses.sum(),
+            "expectancy": pnl.mean(),
+            "sharpe_ratio": qs.stats.sharpe(returns, rf=0.0, periods=252),
+            "sortino_ratio": qs.stats.sortino(returns, rf=0.0, periods=252),
+            "max_drawdown": -qs.stats.max_drawdown(returns),
+            "total_return": qs.stats.comp(returns),
+        }
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    days = calendar.trading_days("2022-01-03", "2025-12-31")
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder) / "bench.duckdb")
+        trades = make_trades(args.trades, days)
+        load(store, trades)
+        tracker = MetricsTracker(store=store, initial_capital=CAPITAL, account=ACCOUNT)
+        as_of = days[-1]
+        tracker.calculate_metrics(lookback_days=None, as_of=as_of)  # warm the calendar cache
+
+        t_duck, duck = timed(lambda: tracker.calculate_metrics(lookback_days=None, as_of=as_of), args.repeat)
+        t_duck30, _ = timed(lambda: tracker.calculate_metrics(lookback_days=30, as_of=as_of), args.repeat)
+        t_agents, _ = timed(lambda: tracker.get_agent_performance(as_of=as_of), args.repeat)
+        in_memory = trades[["day", "pnl", "agent"]].copy()
+        t_pandas, peer = timed(lambda: pandas_quantstats(in_memory, days), args.repeat)
+
+        def read_then_pandas():
+            frame = store.query_df("SELECT day, pnl, agent FROM trades WHERE account = ?", [ACCOUNT])
+            frame["day"] = pd.to_datetime(frame["day"])
+            return pandas_quantstats(frame, days)
+
+        t_read_pandas, _ = timed(read_then_pandas, args.repeat)
+
+    diffs = {key: abs(float(duck[key]) - float(value)) for key, value in peer.items()}
+    print(f"calculate_metrics over {args.trades:,} trades, {len(days)} trading days "
+          f"(median of {args.repeat})")
+    print(f"  DuckDB SQL, all history           {t_duck * 1000:8.1f} ms")
+    print(f"  DuckDB SQL, last 30 days          {t_duck30 * 1000:8.1f} ms")
+    print(f"  DuckDB SQL, get_agent_performance {t_agents * 1000:8.1f} ms")
+    print(f"  pandas + quantstats (in memory)   {t_pandas * 1000:8.1f} ms")
+    print(f"  pandas + quantstats (read + calc) {t_read_pandas * 1000:8.1f} ms")
+    print(f"  ratio pandas+quantstats / DuckDB: {t_pandas / t_duck:.1f}x in memory, "
+          f"{t_read_pandas / t_duck:.1f}x reading from the same file")
+    worst = max(diffs, key=diffs.get)
+    print(f"  largest |difference| between the two answers: {diffs[worst]:.2e} ({worst}); "
+          + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items() if k in (
+              "sharpe_ratio", "sortino_ratio", "max_drawdown", "total_return", "win_rate")))
+
+
+if __name__ == "__main__":
+    main()
