@@ -130,6 +130,21 @@ def test_feature_builder_bar_by_bar_matches_the_env_features(day):
     np.testing.assert_array_equal(obs, observation(day.features[0], PositionState()))
 
 
+def test_env_observations_equal_the_shared_observation_of_features_and_position(day):
+    env = TradingEnv([day])
+    obs, _ = env.reset(options={"day": 0, "start": 0})
+    actions = np.random.default_rng(5).choice([-1.0, 0.0, 0.5, 1.0], 400, p=[0.1, 0.1, 0.7, 0.1])
+    seen_positions = set()
+    for a in actions:
+        state = env.position_state()
+        np.testing.assert_array_equal(obs, observation(day.features[env._t], state))
+        seen_positions.add(state.direction)
+        obs, _, done, _, _ = env.step(np.array([a], dtype=np.float32))
+        if done:
+            break
+    assert seen_positions == {-1, 0, 1}
+
+
 def test_feature_builder_refuses_bars_out_of_order_or_outside_the_session(day):
     import pandas as pd
 

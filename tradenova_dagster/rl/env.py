@@ -59,8 +59,10 @@ from tradenova_dagster.rl.features import (
     OBS_CLIP,
     DayData,
     PositionState,
-    position_features,
 )
+
+
+_INF = math.inf
 
 
 @dataclass(frozen=True)
@@ -136,14 +138,16 @@ class EnvConfig:
 
 @dataclass
 class _DayPricing:
-    """Per-day precomputed arrays: premiums of every strike at each bar's open and close."""
+    """Per-day precomputed values, as nested Python lists so that ``step`` does float
+    arithmetic on plain floats: ``open_price[kind][strike][bar]`` (kind 0 = call, 1 =
+    put; per share), the same at each bar's close, and the shaping terms already in
+    reward units (the theta penalty per held bar, the direction term per unit position)."""
 
-    strike0: float
-    n_strikes: int
-    open_price: np.ndarray  # (2, n_strikes, n): per share, index 0 = call, 1 = put
-    close_price: np.ndarray
-    theta_cost: np.ndarray  # (2, n_strikes, n): decay per share over the minute ending at each close
-    move_z: np.ndarray  # (n,): bar t's close-to-close return as a z-score, clipped ±3
+    atm: list  # index of the strike nearest each bar's open: the contract a fill at that open buys
+    open_price: list
+    close_price: list
+    theta_penalty: list
+    direction_bonus: list
 
 
 def price_day(day: DayData, config: EnvConfig) -> _DayPricing:
@@ -160,14 +164,15 @@ def price_day(day: DayData, config: EnvConfig) -> _DayPricing:
     open_price = bs_price(day.opens[None, None, :], k, t_open[None, None, :], vol, config.rate, is_call)
     close_price = bs_price(day.closes[None, None, :], k, t_close[None, None, :], vol, config.rate, is_call)
     theta = bs_theta(day.closes[None, None, :], k, t_close[None, None, :], vol, config.rate, is_call)
-    move = day.features[:, 0].astype(np.float64)
+    decay = np.maximum(-theta, 0.0) / MINUTES_PER_YEAR * OPTION_MULTIPLIER * config.contracts  # $ per minute
+    move_z = np.clip(day.features[:, 0].astype(np.float64), -3.0, 3.0)  # bar t's return, implied-sigma units
+    atm = np.clip(np.rint((day.opens - strikes[0]) / step), 0, len(strikes) - 1).astype(int)
     return _DayPricing(
-        strike0=float(strikes[0]),
-        n_strikes=len(strikes),
-        open_price=np.ascontiguousarray(open_price, dtype=np.float64),
-        close_price=np.ascontiguousarray(close_price, dtype=np.float64),
-        theta_cost=np.ascontiguousarray(np.maximum(-theta, 0.0) / MINUTES_PER_YEAR, dtype=np.float64),
-        move_z=np.clip(move, -3.0, 3.0),
+        atm=atm.tolist(),
+        open_price=open_price.tolist(),
+        close_price=close_price.tolist(),
+        theta_penalty=(config.rewards.theta * decay / config.scale).tolist(),
+        direction_bonus=(config.rewards.direction * move_z).tolist(),
     )
 
 
@@ -210,9 +215,18 @@ class TradingEnv(gym.Env):
         self._index = {(d.day if isinstance(d, DayData) else d): i for i, d in enumerate(self._days)}
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(N_FEATURES,), dtype=np.float32)
-        self._obs = np.zeros(N_FEATURES, dtype=np.float32)
-        self._mult = float(OPTION_MULTIPLIER * self.config.contracts)
+        cfg = self.config
+        self._mult = float(OPTION_MULTIPLIER * cfg.contracts)
+        self._fee = cfg.commission * cfg.contracts
+        self._threshold = cfg.threshold
+        self._half_spread_pct = 0.5 * cfg.spread_pct  # each fill crosses half the quoted spread
+        self._half_min_spread = 0.5 * cfg.min_spread
+        self._whipsaw = cfg.rewards.whipsaw
+        self._whipsaw_bars = cfg.rewards.whipsaw_bars
+        self._pnl_weight = cfg.rewards.pnl / cfg.scale
+        self._early_exit = cfg.rewards.early_exit / cfg.scale
         self._day: DayData | None = None
+        self._t = self._end = 0
 
     # ------------------------------------------------------------------ days
     @property
@@ -280,15 +294,19 @@ class TradingEnv(gym.Env):
             day.pricing_cache[self.config] = price_day(day, self.config)
         self._day = day
         self._p = day.pricing_cache[self.config]
-        self._features = day.features
-        self._opens = day.opens
+        # The episode's observations, one row per bar: the market features, and the
+        # position features written as each bar is reached. Each step returns a view of
+        # its row, which no later step writes again (a new episode gets a new matrix).
+        self._rows = np.zeros((len(day), N_FEATURES), dtype=np.float32)
+        self._rows[:, :N_MARKET_FEATURES] = day.features
         self._t = start
         self._start = start
         last = self.last_bar(day)
         self._end = min(start + self.config.episode_bars, last) if self.config.episode_bars else last
+        self._flat = memoryview(self._rows).cast("B").cast("f")  # fast scalar writes into the rows
+        self._row_views = list(self._rows)  # one view per bar, made once per episode
         self._pos = 0
-        self._kind = 0
-        self._k = 0
+        self._kind_k = (0, 0)
         self._entry_cost = 0.0
         self._entry_bar = start
         self._last_change = -(10**9)
@@ -296,91 +314,100 @@ class TradingEnv(gym.Env):
         self._value = 0.0
         self._trades = 0
         self._bars_in_position = 0
-        return self._observe(), {"day": day.day.isoformat(), "bar": start, "end_bar": self._end}
-
-    def _observe(self) -> np.ndarray:
-        obs = self._obs
-        obs[:N_MARKET_FEATURES] = self._features[self._t]
-        if self._pos:
-            upnl = (self._value - self._entry_cost) / self._entry_cost
-            obs[N_MARKET_FEATURES:] = position_features(self._pos, upnl, self._t - self._entry_bar)
-        else:
-            obs[N_MARKET_FEATURES:] = 0.0
-        return obs.copy()
+        return self._row_views[start], {"day": day.day.isoformat(), "bar": start, "end_bar": self._end}
 
     def _half_spread(self, mid: float) -> float:
-        return 0.5 * max(self.config.spread_pct * mid, self.config.min_spread)
+        """Half the quoted spread of a premium: what each fill pays against mid."""
+        half = self._half_spread_pct * mid
+        return half if half > self._half_min_spread else self._half_min_spread
 
     def step(self, action):
-        if self._day is None:
-            raise RuntimeError("step() before reset()")
-        if self._t >= self._end:
-            raise RuntimeError("step() after the episode ended; call reset()")
-        cfg = self.config
-        w = cfg.rewards
-        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
-        if not math.isfinite(a):
+        # Hot path: plain floats and locals, state read once and written back once.
+        try:
+            a = float(action.item())  # a one-element array, as SB3 and gymnasium pass it
+        except (AttributeError, ValueError):
+            a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        if not -_INF < a < _INF:
             raise ValueError(f"action must be finite, got {action!r}")
-        target = 1 if a > cfg.threshold else (-1 if a < -cfg.threshold else 0)
+        t = self._t
+        if t >= self._end:
+            raise RuntimeError("step() after the episode ended (or before reset()); call reset()")
+        threshold = self._threshold
+        target = 1 if a > threshold else (-1 if a < -threshold else 0)
         p = self._p
         mult = self._mult
-        o = self._t + 1
-        equity_before = self._cash + self._value
+        o = t + 1
+        pos = self._pos
+        cash = self._cash
+        equity_before = cash + self._value
+        value = 0.0
         shaped = 0.0
         trade_closed = False
 
-        if target != self._pos:
-            if self._pos:
-                mid = p.open_price[self._kind, self._k, o]
-                proceeds = (mid - self._half_spread(mid)) * mult - cfg.commission * cfg.contracts
-                self._cash += proceeds
-                self._value = 0.0
+        if target != pos:
+            # fills at this bar's open, crossing half the spread (inlined _half_spread: hot path)
+            half_pct, half_min = self._half_spread_pct, self._half_min_spread
+            if pos:
+                kind, k = self._kind_k
+                mid = p.open_price[kind][k][o]
+                half = half_pct * mid
+                proceeds = (mid - (half if half > half_min else half_min)) * mult - self._fee
+                cash += proceeds
                 trade_pnl = proceeds - self._entry_cost
                 if trade_pnl > 0:
-                    shaped += w.early_exit * trade_pnl / cfg.scale
+                    shaped += self._early_exit * trade_pnl
                 self._trades += 1
                 trade_closed = True
             if target:
-                self._kind = 0 if target > 0 else 1
-                k = int(round((self._opens[o] - p.strike0) / cfg.strike_step))
-                self._k = min(max(k, 0), p.n_strikes - 1)
-                mid = p.open_price[self._kind, self._k, o]
-                cost = (mid + self._half_spread(mid)) * mult + cfg.commission * cfg.contracts
-                self._cash -= cost
+                kind = 0 if target > 0 else 1
+                k = p.atm[o]
+                self._kind_k = (kind, k)
+                mid = p.open_price[kind][k][o]
+                half = half_pct * mid
+                cost = (mid + (half if half > half_min else half_min)) * mult + self._fee
+                cash -= cost
                 self._entry_cost = cost
                 self._entry_bar = o
-            if o - self._last_change < w.whipsaw_bars:
-                shaped -= w.whipsaw
+            if o - self._last_change < self._whipsaw_bars:
+                shaped -= self._whipsaw
             self._last_change = o
-            self._pos = target
+            pos = target
 
-        if self._pos:
-            self._value = p.close_price[self._kind, self._k, o] * mult
-            shaped += w.direction * self._pos * p.move_z[o]
-            shaped -= w.theta * p.theta_cost[self._kind, self._k, o] * mult / cfg.scale
+        held = pos
+        terminated = o >= self._end
+        if pos:
+            kind, k = self._kind_k
+            mid = p.close_price[kind][k][o]
+            value = mid * mult
+            shaped += pos * p.direction_bonus[o] - p.theta_penalty[kind][k][o]
             self._bars_in_position += 1
+            entry = self._entry_cost
+            upnl = (value - entry) / entry
+            flat = self._flat
+            base = o * N_FEATURES + N_MARKET_FEATURES
+            flat[base] = 1.0 if pos > 0 else -1.0
+            flat[base + 1] = OBS_CLIP if upnl > OBS_CLIP else (-OBS_CLIP if upnl < -OBS_CLIP else upnl)
+            held_hours = (o - self._entry_bar) / 60.0
+            flat[base + 2] = held_hours if held_hours < OBS_CLIP else OBS_CLIP
+            if terminated:  # the episode ends flat: sell at this close's bid
+                cash += (mid - self._half_spread(mid)) * mult - self._fee
+                value = 0.0
+                pos = 0
+                self._trades += 1
+                trade_closed = True
 
         self._t = o
-        held = self._pos
-        terminated = o >= self._end
-        if terminated and self._pos:
-            mid = p.close_price[self._kind, self._k, o]
-            self._cash += (mid - self._half_spread(mid)) * mult - cfg.commission * cfg.contracts
-            self._value = 0.0
-            self._pos = 0
-            self._trades += 1
-            trade_closed = True
-
-        equity = self._cash + self._value
-        pnl = equity - equity_before
-        reward = w.pnl * pnl / cfg.scale + shaped
+        self._pos = pos
+        self._cash = cash
+        self._value = value
+        pnl = cash + value - equity_before
         # "position": what was held over bar o (before the end-of-episode close)
-        info = {"pnl": pnl, "equity": equity, "position": held, "trade_closed": trade_closed, "bar": o}
+        info = {"pnl": pnl, "position": held, "trade_closed": trade_closed, "bar": o}
         if terminated:
             info["trades"] = self._trades
             info["bars_in_position"] = self._bars_in_position
             info["episode_bars"] = self._end - self._start
-        return self._observe(), float(reward), terminated, False, info
+        return self._row_views[o], self._pnl_weight * pnl + shaped, terminated, False, info
 
     def position_state(self) -> PositionState:
         """The current position as a :class:`PositionState` (what the session would report)."""
