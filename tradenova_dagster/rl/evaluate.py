@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
 import numpy as np
+import pandas as pd
 
 from tradenova_dagster.rl.env import EnvConfig, TradingEnv
 from tradenova_dagster.rl.features import DayData, minute_sigma
@@ -111,9 +112,7 @@ class SignalPolicy:
         return self.signal.predict(obs, _timestamp(day, bar)).smoothed_action
 
 
-def _timestamp(day: DayData, bar: int):
-    import pandas as pd
-
+def _timestamp(day: DayData, bar: int) -> pd.Timestamp:
     return pd.Timestamp(int(day.timestamps[bar]), tz="UTC")
 
 

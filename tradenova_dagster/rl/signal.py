@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch as th
 
 from tradenova_dagster.domain import Bar, Decision, Signal
 from tradenova_dagster.metrics.store import Store
@@ -68,13 +69,10 @@ class SignalModel:
         record: bool = False,
         on_prediction: Callable[[Signal], None] | None = None,
     ):
-        import torch as th
-
         if not (math.isfinite(alpha) and 0.0 < alpha <= 1.0):
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
-        self._th = th
         self.policy = getattr(policy, "policy", policy)
         self.policy.set_training_mode(False)
         self.vec_normalize = vec_normalize
@@ -142,8 +140,8 @@ class SignalModel:
             raise ValueError(f"obs: expected {N_FEATURES} features, got shape {obs.shape}")
         if self.vec_normalize is not None:
             obs = self.vec_normalize.normalize_obs(obs).astype(np.float32)
-        with self._th.no_grad():
-            action = self.policy._predict(self._th.as_tensor(obs[None]), deterministic=True)
+        with th.no_grad():
+            action = self.policy._predict(th.as_tensor(obs[None]), deterministic=True)
         return float(np.clip(action.numpy().reshape(-1)[0], -1.0, 1.0))
 
     def predict(self, obs: np.ndarray, timestamp: datetime | pd.Timestamp | None = None) -> Signal:
