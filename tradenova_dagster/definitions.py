@@ -8,6 +8,7 @@ import dagster as dg
 
 import assets
 from ops.kill_switch import kill_switch_job
+from resources.broker import BrokerResource
 from resources.market_data import MarketDataResource
 from resources.risk import RiskResource
 from resources.secrets import optional_env_var
@@ -19,6 +20,11 @@ defs = dg.Definitions(
     jobs=[kill_switch_job],
     resources={
         "store": StoreResource(),
+        "broker": BrokerResource(
+            mode=dg.EnvVar("TRADENOVA_BROKER_MODE").get_value("sim"),
+            api_key=optional_env_var("ALPACA_API_KEY"),
+            secret_key=optional_env_var("ALPACA_SECRET_KEY"),
+        ),
         "risk": RiskResource(),
         "market_data": MarketDataResource(
             source=dg.EnvVar("TRADENOVA_DATA_SOURCE").get_value("synthetic"),
