@@ -1,7 +1,8 @@
-"""The offline demo: what ``tradenova demo`` runs, through Dagster on a persistent instance.
+"""The offline demo day: what ``tradenova demo`` runs, through Dagster on a persistent instance.
 
-Runs are recorded in TradeNova's DAGSTER_HOME, so after the demo ``tradenova ui`` shows
-them (and the asset checks) in the web UI.
+market data → a small model (reused if one exists) → warmup → session replay → flatten →
+report, each as a real Dagster run in TradeNova's DAGSTER_HOME, so that afterwards
+``tradenova ui`` shows every run, asset and check of the day in the web UI.
 """
 
 from dataclasses import dataclass, field
@@ -10,64 +11,115 @@ import dagster as dg
 
 from tradenova_dagster import config
 from tradenova_dagster.market import calendar
-from tradenova_dagster.market.bars_store import load_stored_bars, quality_verdict
-from tradenova_dagster.market.context import load_context
 from tradenova_dagster.metrics.store import Store
+
+DEMO_ACCOUNT = "sim:demo"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
 class DemoSummary:
     day: str
-    run_id: str
-    ok: bool
+    ok: bool = True
     lines: list[str] = field(default_factory=list)
 
+    def step(self, name: str, result: dg.ExecuteInProcessResult, detail: str = "") -> bool:
+        status = "ok" if result.success else "FAILED"
+        self.lines.append(f"  {name:<10} {status:<6} run {result.run_id[:8]}  {detail}".rstrip())
+        self.ok = self.ok and result.success
+        return result.success
+
     def render(self) -> str:
-        status = "OK" if self.ok else "FAILED"
         header = [
-            f"TradeNova demo for {self.day}: {status}",
+            f"TradeNova demo day {self.day}: {'OK' if self.ok else 'FAILED'}",
             f"  home:    {config.home()}",
-            f"  dagster: {config.dagster_home()} (run {self.run_id})",
+            f"  dagster: {config.dagster_home()}  (see it all with: tradenova ui)",
         ]
         return "\n".join(header + self.lines)
 
 
-def run_demo(day: str | None = None, symbols: list[str] | None = None) -> DemoSummary:
-    from tradenova_dagster.definitions import defs
+def _fresh_demo_account(store: Store, day) -> None:
+    """The demo replays a past day on its own simulated account: start it afresh each time."""
+    from tradenova_dagster.broker import SimBroker
+    from tradenova_dagster.metrics import MetricsTracker
 
-    symbols = [s.upper() for s in (symbols or ["SPY"])]
+    SimBroker(DEMO_ACCOUNT, store).reset()
+    MetricsTracker(store=store, account=DEMO_ACCOUNT).clear_day(day)
+    with store.transaction() as con:
+        con.execute("DELETE FROM risk_state WHERE account = ?", [DEMO_ACCOUNT])
+        con.execute("DELETE FROM profit_ladder WHERE account = ?", [DEMO_ACCOUNT])
+
+
+def _demo_model(defs, instance, store: Store, day, timesteps: int, summary: DemoSummary):
+    """The promoted model, else the newest trained one, else a small PPO trained now."""
+    from tradenova_dagster.rl import registry
+
+    record = registry.promoted_model("SPY", DEMO_ACCOUNT, store)
+    if record is None and registry.list_models("SPY", store=store):
+        record = registry.list_models("SPY", store=store)[0]
+    if record is not None:
+        summary.lines.append(f"  model      reused {record.model_id}")
+        return record
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[dg.AssetKey("training_dataset"), dg.AssetKey("ppo_model")],
+        run_config={**QUIET, "ops": {
+            "training_dataset": {"config": {"end": calendar.previous_session(day).isoformat(),
+                                            "n_train_days": 20, "n_eval_days": 5}},
+            "ppo_model": {"config": {"timesteps": timesteps}},
+        }},
+        instance=instance, raise_on_error=False,
+    )
+    if not summary.step("train", result, f"PPO, {timesteps:,} steps on the 20 sessions before {day}"):
+        return None
+    return registry.list_models("SPY", agent="ppo", store=store)[0]
+
+
+def run_demo(day: str | None = None, timesteps: int = 100_000) -> DemoSummary:
+    from tradenova_dagster.definitions import defs
+    from tradenova_dagster.metrics import MetricsTracker
+
     target = calendar.require_trading_day(day, "date") if day else calendar.last_completed_session()
+    date = target.isoformat()
+    summary = DemoSummary(date)
     config.use_dagster_home()
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            partition_key=target.isoformat(),
-            asset_selection=[dg.AssetKey("market_bars"), dg.AssetKey("market_context")],
-            run_config={
-                "ops": {"market_bars": {"config": {"symbols": symbols}}},
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-            },
-            instance=instance,
-            raise_on_error=False,
-        )
-    summary = DemoSummary(target.isoformat(), result.run_id, result.success)
     store = Store()
-    for symbol in symbols:
-        bars = load_stored_bars(store, symbol, target)
-        verdict = quality_verdict(store, symbol, target)
-        if bars.empty:
-            summary.lines.append(f"  {symbol}: no bars stored")
-            continue
-        change = 100 * (bars["close"].iloc[-1] / bars["open"].iloc[0] - 1)
-        summary.lines.append(
-            f"  {symbol}: {len(bars)} bars, open {bars['open'].iloc[0]:.2f}, close {bars['close'].iloc[-1]:.2f} "
-            f"({change:+.2f}%), volume {bars['volume'].sum():,.0f}, checks "
-            f"{'passed' if verdict and verdict[0] else 'FAILED ' + (verdict[1] if verdict else '')}"
-        )
-    ctx = load_context(store, target)
-    if ctx:
-        summary.lines.append(
-            f"  context: VIX {ctx.vix:.2f}, IV rank {ctx.iv_rank:.1f}, 20-day realised vol {ctx.realized_vol:.1%} "
-            f"(source {ctx.source})"
-        )
-    summary.lines.append(f"  database: {store.path}")
+    with dg.DagsterInstance.get() as instance:
+        assets = defs.resolve_implicit_global_asset_job_def()
+        result = assets.execute_in_process(
+            partition_key=date, asset_selection=[dg.AssetKey("market_bars"), dg.AssetKey("market_context")],
+            run_config=QUIET, instance=instance, raise_on_error=False)
+        if not summary.step("data", result, "market_bars (5 checks) + market_context"):
+            return summary
+        model = _demo_model(defs, instance, store, target, timesteps, summary)
+        if model is None:
+            return summary
+        _fresh_demo_account(store, target)
+        steps = [
+            ("warmup", "warmup_job", {"warmup": {"config": {"date": date, "account": DEMO_ACCOUNT,
+                                                             "model_path": str(model.path)}}}),
+            ("session", "trading_session_job", {"trading_session": {"config": {
+                "date": date, "account": DEMO_ACCOUNT, "mode": "replay", "model_path": str(model.path)}}}),
+            ("flatten", "flatten_job", {"flatten": {"config": {"account": DEMO_ACCOUNT, "reason": "demo: end of day"}}}),
+        ]
+        for name, job, ops in steps:
+            result = defs.resolve_job_def(job).execute_in_process(
+                run_config={**QUIET, "ops": ops}, instance=instance, raise_on_error=False)
+            if not summary.step(name, result):
+                return summary
+        result = defs.resolve_job_def("reporting_job").execute_in_process(
+            partition_key=date, run_config={**QUIET, "ops": {"daily_report": {"config": {"account": DEMO_ACCOUNT}}}},
+            instance=instance, raise_on_error=False)
+        summary.step("report", result)
+    tracker = MetricsTracker(store=store, account=DEMO_ACCOUNT)
+    day_metrics = tracker.calculate_metrics(lookback_days=1, as_of=target)
+    equity = store.query("SELECT equity FROM equity_curve WHERE account = ? ORDER BY ts DESC LIMIT 1", [DEMO_ACCOUNT])
+    report_path = config.reports_dir() / "sim_demo" / f"{date}.html"
+    reports = sorted(config.reports_dir().rglob(f"{date}.html"))
+    report_path = next((p for p in reports if "demo" in str(p)), report_path)
+    summary.lines += [
+        f"  trades:    {day_metrics['num_trades']}, P&L {day_metrics['total_pnl']:+,.2f}, "
+        f"win rate {(day_metrics['win_rate'] or 0):.0%}",
+        f"  equity:    {equity[0][0]:,.2f}" if equity else "  equity:    (no bars traded)",
+        f"  report:    {report_path}",
+    ]
     return summary

@@ -1,4 +1,4 @@
-"""General sub-commands: ``demo`` (the README's main command) and ``ui`` (the web UI)."""
+"""General sub-commands: ``demo`` (the README's main command), ``backtest``, ``status``, ``ui``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,33 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo",
-        help="run the offline demo on the embedded defaults and print a summary",
-        description="Materialise market data (bars, quality checks, market context) for a "
-        "trading day into TRADENOVA_HOME, through Dagster, and print a summary.",
+        help="run a whole trading day offline and print the summary and the report path",
+        description="Offline, on the embedded defaults, through Dagster: market data for a trading "
+        "day, a small model (trained now, or reused), warmup, the session replayed on the simulated "
+        "broker, flatten, and the daily report.",
     )
     demo.add_argument("--date", help="trading day YYYY-MM-DD (default: the last completed session)")
-    demo.add_argument("--symbol", action="append", help="symbol(s) to load (default: SPY)")
+    demo.add_argument("--timesteps", type=int, default=100_000, help="training steps if a model is trained")
     demo.set_defaults(func=_demo)
+
+    backtest = subparsers.add_parser(
+        "backtest",
+        help="replay the trading session over a range of days (a backtest) with a progress bar",
+        description="Each trading day from --start to --end goes through the session loop with the "
+        "promoted model (or --model) on a simulated account; results are recorded as backtest:<id>.",
+    )
+    backtest.add_argument("--start", required=True, help="first day YYYY-MM-DD")
+    backtest.add_argument("--end", required=True, help="last day YYYY-MM-DD")
+    backtest.add_argument("--model", default="", help="model folder (default: the promoted model)")
+    backtest.add_argument("--id", default="", help="backtest id (default: cli-<start>-<end>)")
+    backtest.add_argument("--source", default="synthetic", choices=["synthetic", "file"])
+    backtest.add_argument("--data-dir", help="folder of bar files for --source file")
+    backtest.add_argument("--no-progress", action="store_true")
+    backtest.set_defaults(func=_backtest)
+
+    status = subparsers.add_parser("status", help="where TradeNova keeps things, and the state of the account")
+    status.add_argument("--account", default="sim:default")
+    status.set_defaults(func=_status)
 
     ui = subparsers.add_parser(
         "ui",
@@ -32,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
-    summary = run_demo(day=args.date, symbols=args.symbol or ["SPY"])
+    summary = run_demo(day=args.date, timesteps=args.timesteps)
     print(summary.render())
     return 0 if summary.ok else 1
 
@@ -44,3 +64,62 @@ def _ui(args: argparse.Namespace) -> None:
     command = ["dagster", "dev", "-m", "tradenova_dagster.definitions", "-h", args.host, "-p", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n$ {' '.join(command)}", file=sys.stderr)
     os.execvp(command[0], command)  # replaces this process; raises OSError if dagster is missing
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from tradenova_dagster.market import calendar
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.metrics import MetricsTracker
+    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.rl import SignalModel
+    from tradenova_dagster.session.day import backtest_account, backtest_day
+
+    days = calendar.trading_days(args.start, args.end)
+    if not days:
+        raise ValueError(f"no trading day from {args.start} to {args.end}")
+    store = Store()
+    signal = SignalModel.load(args.model) if args.model else SignalModel.promoted("SPY", store=store)
+    source = get_source(args.source, **({"data_dir": args.data_dir} if args.source == "file" else {}))
+    backtest_id = args.id or f"cli-{days[0]:%Y%m%d}-{days[-1]:%Y%m%d}"
+    pnl = trades = 0
+    with tqdm(days, desc=f"backtest {backtest_id}", unit="day", disable=args.no_progress) as bar:
+        for day in bar:
+            report = backtest_day(store, source, day, signal, backtest_id)
+            pnl += (report.end_equity or 0) - (report.start_equity or 0)
+            trades += report.trades
+            bar.set_postfix(trades=trades, pnl=f"{pnl:+.0f}")
+    account = backtest_account(backtest_id)
+    metrics = MetricsTracker(store=store, account=account).calculate_metrics(
+        lookback_days=len(days) * 2, as_of=days[-1])
+    sharpe = metrics["sharpe_ratio"]
+    print(f"backtest {account}: {len(days)} days {days[0]} .. {days[-1]}, model {signal.model_id}")
+    print(f"  trades {metrics['num_trades']}, P&L {metrics['total_pnl']:+,.2f}, win rate "
+          f"{(metrics['win_rate'] or 0):.0%}, Sharpe {'undefined' if sharpe is None else f'{sharpe:.2f}'}, "
+          f"max drawdown {(metrics['max_drawdown'] or 0):.2%}")
+    print(f"  daily reports: tradenova report --account {account} --date {days[-1]}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tradenova_dagster import config
+    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.risk import KillSwitch
+    from tradenova_dagster.rl import registry
+
+    store = Store()
+    switch = KillSwitch(store, account=args.account).state()
+    model = registry.promoted_model("SPY", args.account, store)
+    last = store.query("SELECT max(day) FROM market_bars")[0][0]
+    events = store.query("SELECT job, kind, ts FROM session_events WHERE account = ? ORDER BY ts DESC LIMIT 5",
+                         [args.account])
+    print(f"home:           {config.home()}")
+    print(f"database:       {store.path} (schema version {store.schema_version()})")
+    print(f"dagster home:   {config.dagster_home()}")
+    print(f"kill switch:    {switch.describe()}")
+    print(f"promoted model: {model.model_id if model else 'none (tradenova train --promote)'}")
+    print(f"market data:    last day stored {last or 'none'}")
+    for job, kind, ts in events:
+        print(f"  {ts:%Y-%m-%d %H:%M} {job} {kind}")
+    return 0

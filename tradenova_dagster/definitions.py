@@ -7,7 +7,9 @@ the top-level folders ``assets/``, ``ops/``, ``resources/``, ``schedules/``, ``s
 import dagster as dg
 
 import assets
+from ops.asset_jobs import ASSET_JOBS
 from ops.kill_switch import kill_switch_job
+from ops.trading import JOBS as TRADING_JOBS
 from resources.broker import BrokerResource
 from resources.market_data import MarketDataResource
 from resources.risk import RiskResource
@@ -17,7 +19,7 @@ from resources.store import StoreResource
 defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(assets),
     asset_checks=dg.load_asset_checks_from_package_module(assets),
-    jobs=[kill_switch_job],
+    jobs=[*TRADING_JOBS, *ASSET_JOBS, kill_switch_job],
     resources={
         "store": StoreResource(),
         "broker": BrokerResource(

@@ -1,0 +1,80 @@
+"""backtest_day: the trading session replayed on one day's bars. A backfill is a backtest.
+
+Each partition replays that day through the same session loop that trades live
+(``tradenova_dagster.session``), on a simulated account of its own, recording trades and
+equity under ``backtest:<id>``. The id is the backfill's id (so one backfill = one
+backtest, readable as one account by ``daily_report`` and ``tradenova report``), or the
+configured ``backtest_id``, or the run's id for a single materialisation.
+
+The single-run backfill policy replays a whole range in one run (one process, the model
+loaded once): what a long backtest wants. Re-materialising a day replaces that day.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from assets.market import market_bars
+from assets.partitions import partition_day, trading_day_partitions
+from resources.market_data import MarketDataResource
+from resources.store import StoreResource
+from tradenova_dagster.session.day import backtest_account, backtest_day as replay_backtest_day
+from tradenova_dagster.session.engine import SessionSettings
+
+
+class BacktestConfig(dg.Config):
+    backtest_id: str = ""  # default: the backfill id, else this run's id
+    model_path: str = ""  # default: the promoted model
+    initial_cash: float = 100_000.0
+    contracts: int = 1
+
+
+def _backtest_id(context: dg.AssetExecutionContext, config: BacktestConfig) -> str:
+    return config.backtest_id or context.run.tags.get("dagster/backfill") or context.run_id.split("-")[0]
+
+
+@dg.asset(
+    partitions_def=trading_day_partitions,
+    deps=[market_bars],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="backtests",
+    kinds={"duckdb"},
+    description="The trading session replayed on a day's bars with the promoted (or configured) model, "
+    "on a simulated account of its own. A backfill over a range is a backtest.",
+)
+def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, store: StoreResource,
+                 market_data: MarketDataResource) -> dg.MaterializeResult:
+    from tradenova_dagster.metrics import MetricsTracker
+    from tradenova_dagster.rl import SignalModel
+
+    db = store.get_store()
+    backtest_id = _backtest_id(context, config)
+    account = backtest_account(backtest_id)
+    signal = SignalModel.load(config.model_path) if config.model_path else SignalModel.promoted("SPY", store=db)
+    source = market_data.get_source()
+    rows = []
+    for key in context.partition_keys:
+        day = partition_day(key)
+        report = replay_backtest_day(db, source, day, signal, backtest_id, initial_cash=config.initial_cash,
+                                     settings=SessionSettings(contracts=config.contracts))
+        context.log.info(report.summary())
+        rows.append({"day": key, "trades": report.trades, "entries": report.entries, "refused": report.refusals,
+                     "pnl": round((report.end_equity or 0) - (report.start_equity or 0), 2),
+                     "flat": report.flat, "stopped": report.stopped})
+    table = pd.DataFrame(rows)
+    metrics = MetricsTracker(store=db, account=account, initial_capital=config.initial_cash).calculate_metrics(
+        lookback_days=len(trading_day_partitions.get_partition_keys()), as_of=context.partition_keys[-1])
+    return dg.MaterializeResult(
+        metadata={
+            "backtest": account,
+            "model": signal.model_id,
+            "days": len(rows),
+            "trades": int(table["trades"].sum()),
+            "pnl": float(table["pnl"].sum()),
+            "all_flat_at_close": bool(table["flat"].all()),
+            "sharpe_ratio": metrics.get("sharpe_ratio"),
+            "max_drawdown": metrics.get("max_drawdown"),
+            "win_rate": metrics.get("win_rate"),
+            "days_table": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "report": f"materialise daily_report with config account={account!r} to see it day by day",
+        }
+    )

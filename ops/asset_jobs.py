@@ -1,0 +1,21 @@
+"""Jobs over assets: the daily report and the weekly retraining."""
+
+import dagster as dg
+
+from assets.partitions import trading_day_partitions
+
+reporting_job = dg.define_asset_job(
+    "reporting_job",
+    selection=["daily_report"],
+    partitions_def=trading_day_partitions,
+    description="Today's daily report (HTML, charts, metrics in DuckDB and the asset's metadata).",
+)
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=["training_dataset", "ppo_model", "grpo_model", "model_evaluation"],
+    description="Retrain PPO and GRPO on recent sessions and evaluate them out of sample; the promotion "
+    "sensor promotes a model whose evaluation passed.",
+)
+
+ASSET_JOBS = [reporting_job, training_job]

@@ -1,0 +1,170 @@
+"""The trading day's op jobs: warmup, session, flatten, monitor.
+
+Thin: each op builds the account's runtime from the resources and calls one function of
+``tradenova_dagster.session.day``; what it did goes into the run's metadata and logs.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from resources.broker import BrokerResource
+from resources.market_data import MarketDataResource
+from resources.risk import RiskResource
+from resources.store import StoreResource
+from tradenova_dagster import config as tn_config
+from tradenova_dagster.market import calendar
+from tradenova_dagster.session import day as trading_day
+from tradenova_dagster.session.engine import SessionSettings
+
+DEFAULT_ACCOUNT = "sim:default"
+
+
+class AccountConfig(dg.Config):
+    account: str = DEFAULT_ACCOUNT
+
+
+class DayConfig(AccountConfig):
+    date: str = ""  # YYYY-MM-DD; empty means today in New York
+
+    def trading_day(self):
+        day = self.date or calendar.as_date(pd.Timestamp.now(tz="UTC"))
+        return calendar.require_trading_day(day, "date")
+
+
+class WarmupConfig(DayConfig):
+    model_path: str = ""  # the model the session will trade; empty: the promoted model
+
+
+class SessionRunConfig(WarmupConfig):
+    mode: str = "live"  # live: wall clock, polling the data source; replay: the day's bars on a simulated clock
+    pace_s: float = 0.0  # replay only: real seconds per bar (0 = as fast as possible)
+    contracts: int = 1
+
+
+class FlattenConfig(AccountConfig):
+    reason: str = "scheduled flatten before the close"
+
+
+def build_runtime(account: str, broker: BrokerResource, risk: RiskResource, store: StoreResource,
+                  run_id: str | None, session_day=None) -> trading_day.Runtime:
+    """The account's parts from the resources. In sim mode the op's ``account`` names the
+    simulated account; with Alpaca it names the records of the one Alpaca account."""
+    from tradenova_dagster.broker import BrokerExecutor, SimBroker
+    from tradenova_dagster.broker.sim import SimConfig
+    from tradenova_dagster.metrics import MetricsTracker
+
+    db = store.get_store()
+    if broker.mode == "sim":
+        client = SimBroker(account, db, SimConfig(initial_cash=broker.initial_cash,
+                                                  option_commission_per_contract=broker.option_commission_per_contract))
+    else:
+        client = broker.get_broker(store=db)
+    executor_run = trading_day.session_key(account, session_day) if session_day else run_id
+    executor = BrokerExecutor(client, strategy=broker.strategy, run_id=executor_run, max_attempts=broker.max_attempts,
+                              backoff_s=broker.backoff_s, stale_order_age_s=broker.stale_order_age_s,
+                              timeout_s=broker.timeout_s)
+    return trading_day.Runtime(
+        db, account, client, executor,
+        risk.build_manager(account, db, run_id), risk.build_profit_manager(account, db, run_id),
+        MetricsTracker(store=db, account=account, initial_capital=broker.initial_cash, run_id=run_id),
+        risk.kill_switch(account, db), sim=client if broker.mode == "sim" else None, run_id=run_id,
+    )
+
+
+def load_signal(model_path: str, symbol: str, account: str, db):
+    from tradenova_dagster.rl import SignalModel
+
+    if model_path:
+        return SignalModel.load(model_path, symbol=symbol)
+    return SignalModel.promoted(symbol, account, db)
+
+
+@dg.op(description="Before the open: broker and account status, calendar, kill switch, the day's risk "
+                   "state, the promoted model, and today's market context.")
+def warmup(context: dg.OpExecutionContext, config: WarmupConfig, broker: BrokerResource, risk: RiskResource,
+           store: StoreResource, market_data: MarketDataResource) -> None:
+    day = config.trading_day()
+    runtime = build_runtime(config.account, broker, risk, store, context.run_id)
+    report = trading_day.warmup(runtime, day, market_data.get_source(),
+                                model_loader=lambda: load_signal(config.model_path, "SPY", config.account, runtime.store))
+    context.log_event(dg.AssetMaterialization("market_context", partition=day.isoformat(),
+                                              metadata={k: v for k, v in report.context.items() if k != "day"}))
+    for problem in report.problems:
+        context.log.warning(problem)
+    context.log.info(f"warmup {day}: equity {report.equity:,.2f}, risk {report.risk_level}, model {report.model}, "
+                     f"kill switch {report.kill_switch}")
+    if not report.ok:
+        raise dg.Failure(description="warmup found problems: " + "; ".join(report.problems),
+                         metadata={"problems": "\n".join(report.problems)})
+
+
+@dg.op(description="The trading session: bar by bar, signal → risk → orders, until flatten time.")
+def trading_session(context: dg.OpExecutionContext, config: SessionRunConfig, broker: BrokerResource,
+                    risk: RiskResource, store: StoreResource, market_data: MarketDataResource) -> None:
+    day = config.trading_day()
+    runtime = build_runtime(config.account, broker, risk, store, context.run_id, session_day=day)
+    signal = load_signal(config.model_path, "SPY", config.account, runtime.store)
+    sessions = []
+    try:
+        report = trading_day.run_session(
+            runtime, day, market_data.get_source(), signal, mode=config.mode, pace_s=config.pace_s,
+            settings=SessionSettings(contracts=config.contracts),
+            on_session=sessions.append,
+        )
+    except dg.DagsterExecutionInterruptedError:
+        canceled = runtime.executor.cancel_all_orders()
+        if sessions:
+            sessions[0].stop("interrupted")
+        runtime.record("session", "interrupted", {"reason": "run terminated (Dagster interrupt)",
+                                                  "canceled_orders": canceled})
+        context.log.warning(f"interrupted: canceled {len(canceled)} open order(s); positions are left to the flatten job")
+        raise
+    context.log.info(report.summary())
+    if not report.flat and report.stopped.startswith("kill switch"):
+        context.log.warning("kill switch: positions remain for the flatten job")
+
+
+@dg.op(description="Cancel every open order, close every position, verify the account is flat.")
+def flatten(context: dg.OpExecutionContext, config: FlattenConfig, broker: BrokerResource, risk: RiskResource,
+            store: StoreResource) -> None:
+    runtime = build_runtime(config.account, broker, risk, store, context.run_id)
+    report = trading_day.flatten(runtime, config.reason)
+    context.log.info(f"flatten ({config.reason}): canceled {report.canceled} order(s), "
+                     f"{len(report.closing_orders)} closing order(s), flat: {report.flat}")
+    if not report.flat:
+        raise dg.Failure(description=f"not flat after {report.attempts} attempt(s): {', '.join(report.remaining)}")
+
+
+@dg.op(description="Reconcile, cancel stale orders, enforce daily loss and drawdown, heartbeat.")
+def monitor(context: dg.OpExecutionContext, config: AccountConfig, broker: BrokerResource, risk: RiskResource,
+            store: StoreResource) -> None:
+    runtime = build_runtime(config.account, broker, risk, store, context.run_id)
+    report = trading_day.monitor(runtime)
+    context.log.info(f"monitor: equity {report.equity:,.2f}, {report.positions} position(s), "
+                     f"{report.open_orders} open order(s), risk {report.risk_level}, halted {report.halted}, "
+                     f"stale canceled {len(report.stale_canceled)}")
+
+
+@dg.job(tags={"tradenova/job": "warmup"})
+def warmup_job():
+    warmup()
+
+
+# One session at a time (the tag is limited to 1 in dagster.yaml); ended at the latest by
+# run monitoring after 8 hours, which no session (09:30-16:00) can need.
+@dg.job(tags={tn_config.SESSION_CONCURRENCY_TAG: DEFAULT_ACCOUNT, "dagster/max_runtime": str(8 * 3600)})
+def trading_session_job():
+    trading_session()
+
+
+@dg.job(tags={"tradenova/job": "flatten"})
+def flatten_job():
+    flatten()
+
+
+@dg.job(tags={"tradenova/job": "monitor"})
+def monitor_job():
+    monitor()
+
+
+JOBS = [warmup_job, trading_session_job, flatten_job, monitor_job]

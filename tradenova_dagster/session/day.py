@@ -1,0 +1,318 @@
+"""The jobs of the trading day as plain functions: warmup, session, flatten, monitor,
+and a backtest day. The Dagster ops in ``ops/trading.py`` and the backtest asset call
+these; they hold no Dagster code, so each can be run and tested on its own.
+
+Every job starts from a ``Runtime``: the account's broker, executor, risk manager,
+take-profit ladder, metrics tracker and kill switch, all sharing one DuckDB store, so
+that separate runs (warmup at 08:00, the session at 09:30, the monitor every five
+minutes, the flatten at 15:50) see one account and one risk state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from tradenova_dagster.market import calendar
+from tradenova_dagster.market.bars_store import bars_for_day, quality_verdict
+from tradenova_dagster.market.context import MarketContext, compute_context, load_context, save_context
+from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.session.clock import SimulatedClock, WallClock
+from tradenova_dagster.session.engine import SessionReport, SessionSettings, TradingSession
+from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
+
+
+@dataclass
+class Runtime:
+    """One account's trading parts, sharing a store (see the module docstring)."""
+
+    store: Store
+    account: str
+    broker: Any
+    executor: Any
+    risk: Any
+    profit: Any
+    tracker: Any
+    kill_switch: Any
+    sim: Any = None  # the SimBroker when the broker is simulated (it needs market updates)
+    run_id: str | None = None
+
+    def record(self, job: str, kind: str, detail: dict) -> None:
+        """One row in ``session_events``: what a job did, for the UI, the report and people."""
+        self.store.execute(
+            "INSERT INTO session_events (account, run_id, job, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            [self.account, self.run_id, job, kind, json.dumps(detail, default=str)],
+        )
+
+
+def session_key(account: str, day: date) -> str:
+    """The executor's run identity for a session: stable across restarts of the same day,
+    so a repeated decision repeats its client_order_id and the broker refuses the copy."""
+    return f"{account}:{day.isoformat()}"
+
+
+# --------------------------------------------------------------------------- warmup
+
+
+@dataclass
+class WarmupReport:
+    day: date
+    account: str
+    equity: float
+    buying_power: float
+    can_trade: bool
+    kill_switch: str
+    risk_level: str
+    model: str
+    context: dict
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def warmup(runtime: Runtime, day, source, underlying: str = "SPY", model_loader=None) -> WarmupReport:
+    """Before the open: can we trade today, with what, under which limits?
+
+    Checks broker connectivity and account status, that ``day`` is a trading day, the
+    kill switch; starts the day's risk state at today's equity; checks the promoted model
+    loads (``model_loader()``); computes and stores today's market context.
+    """
+    day = calendar.require_trading_day(day, "date")
+    problems = []
+    status = runtime.executor.get_account_status()
+    if not status.can_trade:
+        problems.append("broker account cannot trade: " + "; ".join(status.warnings))
+    switch = runtime.kill_switch.state()
+    if switch.on:
+        problems.append(f"kill switch is on: {switch.reason}")
+    level = runtime.risk.start_day(day, status.equity)
+    model = "none"
+    if model_loader is not None:
+        try:
+            model = model_loader().model_id or "unnamed"
+        except ValueError as exc:
+            problems.append(f"model: {exc}")
+    ctx = compute_context(source, day, underlying)
+    save_context(runtime.store, ctx)
+    report = WarmupReport(day, runtime.account, status.equity, status.buying_power, status.can_trade,
+                          switch.describe(), getattr(level, "value", str(level)), model, ctx.as_dict(), problems)
+    runtime.record("warmup", "ok" if report.ok else "problems", asdict(report))
+    return report
+
+
+# --------------------------------------------------------------------------- the session
+
+
+def trading_context(store: Store, source, day: date, underlying: str = "SPY") -> MarketContext:
+    """Today's stored market context (the warmup's), or computed now if the warmup did not run."""
+    ctx = load_context(store, day)
+    if ctx is None:
+        ctx = compute_context(source, day, underlying)
+        save_context(store, ctx)
+    return ctx
+
+
+def refuse_bad_data(store: Store, symbol: str, day: date) -> None:
+    """A day whose stored bars failed their quality checks is not traded (DESIGN.md §3)."""
+    verdict = quality_verdict(store, symbol, day)
+    if verdict is not None and not verdict[0]:
+        raise ValueError(f"market_bars for {symbol} on {day} failed their quality checks ({verdict[1]}); "
+                         "fix the data and re-materialise the partition before trading it")
+
+
+def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
+                settings: SessionSettings | None = None, pace_s: float = 0.0, clock=None,
+                on_session=None) -> SessionReport:
+    """Trade one day. ``mode``: ``replay`` (the day's stored or source bars on a simulated
+    clock; ``pace_s`` seconds of real time per bar, 0 for as fast as possible) or ``live``
+    (the wall clock, polling ``source`` for each new bar). ``on_session(session)`` is
+    called before the loop starts (the Dagster op uses it to stop the loop on interrupt).
+    """
+    day = calendar.require_trading_day(day, "date")
+    settings = settings or SessionSettings()
+    refuse_bad_data(runtime.store, settings.symbol, day)
+    ctx = trading_context(runtime.store, source, day, settings.symbol)
+    open_, close = calendar.session_open_close(day)
+    if mode == "replay":
+        bars = bars_for_day(runtime.store, source, settings.symbol, day)
+        resume = runtime.sim.market_time if runtime.sim is not None else None
+        if resume is not None and calendar.as_date(resume) == day:
+            bars = bars[bars["timestamp"] > pd.Timestamp(resume)]  # a restarted replay continues
+        clock = clock or (PacedClock(open_, pace_s) if pace_s > 0 else SimulatedClock(open_))
+        feed = ReplayFeed(bars, clock)
+    elif mode == "live":
+        clock = clock or WallClock()
+        feed = PollingFeed(lambda: source.bars(settings.symbol, day), clock, close)
+    else:
+        raise ValueError(f"mode: unknown value {mode!r}; expected replay or live")
+    _set_clock(runtime, clock)
+    # A fast replay owns its account for seconds: it keeps it in memory and writes once.
+    # Live, paper and paced replays write each bar, so a crash loses at most that bar.
+    fast = mode == "replay" and pace_s == 0 and runtime.sim is not None
+    settings = replace(settings, persist_every_bar=not fast)
+    session = TradingSession(
+        day, broker=runtime.broker, executor=runtime.executor, risk=runtime.risk, profit=runtime.profit,
+        signal=signal, tracker=runtime.tracker, kill_switch=runtime.kill_switch, context=ctx, feed=feed,
+        clock=clock, settings=settings, sim=runtime.sim, agent=getattr(signal, "model_id", "") or "rl",
+    )
+    if on_session is not None:
+        on_session(session)
+    runtime.record("session", "started", {"day": day, "mode": mode, "context": ctx.as_dict()})
+    if fast:
+        with runtime.sim.batch(), runtime.tracker.batch():
+            report = session.run()
+    else:
+        report = session.run()
+    runtime.record("session", "stopped", {"summary": report.summary(), "stopped": report.stopped,
+                                          "flat": report.flat, "orders": report.orders})
+    return report
+
+
+class PacedClock(SimulatedClock):
+    """A replay clock that spends ``pace_s`` real seconds per wait: a replayed day that
+    takes minutes, so that it can be watched (or interrupted) mid-day."""
+
+    def __init__(self, start: pd.Timestamp, pace_s: float):
+        super().__init__(start)
+        self.pace_s = pace_s
+        self._stopped = False
+
+    def wait_until(self, instant: pd.Timestamp) -> bool:
+        if self._stopped:
+            return False
+        time.sleep(self.pace_s)
+        return super().wait_until(instant)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
+def _set_clock(runtime: Runtime, clock) -> None:
+    """Point every part that stamps time at the session's clock (replays run in simulated time)."""
+    now = lambda: clock.now().to_pydatetime()  # noqa: E731 - a clock callable for the parts
+    for part in (runtime.risk, runtime.profit, runtime.kill_switch):
+        if hasattr(part, "clock"):
+            part.clock = now
+    if runtime.sim is not None:
+        runtime.sim._clock = clock
+    runtime.executor.clock = clock
+
+
+# --------------------------------------------------------------------------- flatten and monitor
+
+
+@dataclass
+class FlattenReport:
+    account: str
+    reason: str
+    canceled: int
+    closing_orders: list[str]
+    attempts: int
+    flat: bool
+    remaining: list[str]
+
+
+def flatten(runtime: Runtime, reason: str, retries: int = 3, wait_s: float = 2.0, sleep=time.sleep) -> FlattenReport:
+    """Cancel every open order, close every position, and check the account is flat.
+
+    Closing orders are market orders with deterministic ids (intent ``flatten``, the
+    minute), so a retried flatten cannot double them. A simulated broker is moved on to
+    now so that the orders fill on its latest prices. Up to ``retries`` rounds.
+    """
+    canceled = len(runtime.executor.cancel_all_orders())
+    orders: list[str] = []
+    attempts = 0
+    remaining = []
+    for attempts in range(1, retries + 1):
+        positions = runtime.broker.get_positions()
+        if not positions:
+            break
+        for result in runtime.executor.flatten(intent=f"flatten{attempts}", cancel_orders=True):
+            orders.append(result.client_order_id)
+        if runtime.sim is not None:
+            runtime.sim.advance(runtime.sim.market_time)  # fill on the latest prices it has seen
+        else:
+            sleep(wait_s)
+    remaining = [p.symbol for p in runtime.broker.get_positions()]
+    report = FlattenReport(runtime.account, reason, canceled, orders, attempts, not remaining, remaining)
+    runtime.record("flatten", "flat" if report.flat else "not_flat", asdict(report))
+    return report
+
+
+@dataclass
+class MonitorReport:
+    account: str
+    equity: float
+    open_orders: int
+    positions: int
+    stale_canceled: list[str]
+    risk_level: str
+    halted: bool
+    warnings: list[str]
+
+
+def monitor(runtime: Runtime) -> MonitorReport:
+    """Every five minutes in the session: reconcile, cancel stale orders, mark the account
+    against the daily-loss and drawdown limits (a breach halts new entries), heartbeat."""
+    stale = runtime.executor.cancel_stale_orders()
+    status = runtime.executor.get_account_status()
+    positions = runtime.broker.get_positions()
+    level = runtime.risk.update_equity(status.equity, {p.symbol: p.unrealized_pl for p in positions})
+    runtime.risk.flush()
+    report = MonitorReport(runtime.account, status.equity, status.open_orders, status.positions,
+                           [o.client_order_id for o in stale], getattr(level, "value", str(level)),
+                           runtime.risk.is_halted, list(status.warnings))
+    runtime.record("monitor", "halted" if report.halted else "heartbeat", asdict(report))
+    return report
+
+
+# --------------------------------------------------------------------------- backtests
+
+
+def backtest_account(backtest_id: str) -> str:
+    if not backtest_id or not all(c.isalnum() or c in "-_." for c in backtest_id):
+        raise ValueError(f"backtest_id must be letters, digits, '-', '_' or '.', got {backtest_id!r}")
+    return f"backtest:{backtest_id}"
+
+
+def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: float = 100_000.0,
+                     risk_limits=None) -> Runtime:
+    """A runtime for one replayed day of a backtest.
+
+    Trades, equity, predictions and decisions are recorded under ``backtest:<id>`` (so a
+    backtest is read as one account, never mixed with paper or live). Each day trades a
+    simulated account of its own (``backtest:<id>:<day>``) starting from ``initial_cash``:
+    the days of a backfill run in parallel and in any order, and re-running a day replaces
+    exactly that day. Risk and the ladder run in memory: the global kill switch does not
+    apply to backtests.
+    """
+    from tradenova_dagster.broker import BrokerExecutor, SimBroker
+    from tradenova_dagster.broker.sim import SimConfig
+    from tradenova_dagster.metrics import MetricsTracker
+    from tradenova_dagster.risk import AdvancedRiskManager, KillSwitch, ProfitManager
+
+    account = backtest_account(backtest_id)
+    sim = SimBroker(f"{account}:{day.isoformat()}", store, SimConfig(initial_cash=initial_cash))
+    sim.reset(initial_cash)
+    executor = BrokerExecutor(sim, run_id=session_key(account, day), backoff_s=0.0)
+    risk = (AdvancedRiskManager.from_limits(risk_limits, initial_cash, account=account) if risk_limits is not None
+            else AdvancedRiskManager(initial_balance=initial_cash, account=account))
+    tracker = MetricsTracker(store=store, account=account, initial_capital=initial_cash)
+    tracker.clear_day(day)
+    return Runtime(store, account, sim, executor, risk, ProfitManager(account=account), tracker,
+                   KillSwitch(None, account=account), sim=sim)
+
+
+def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
+                 settings: SessionSettings | None = None, risk_limits=None) -> SessionReport:
+    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``)."""
+    day = calendar.require_trading_day(day, "date")
+    runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits)
+    return run_session(runtime, day, source, signal, mode="replay", settings=settings)
