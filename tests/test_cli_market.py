@@ -45,9 +45,15 @@ def test_tradenova_demo_from_a_fresh_home(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "TradeNova demo for 2026-11-20: OK" in proc.stdout
-    assert "SPY: 390 bars" in proc.stdout and "checks passed" in proc.stdout
+    assert "TradeNova demo day 2026-11-20: OK" in proc.stdout, proc.stdout
+    for step in ("data", "train", "warmup", "session", "flatten", "report"):
+        assert any(line.split()[:2] == [step, "ok"] for line in proc.stdout.splitlines()), (step, proc.stdout)
+    report = Path(proc.stdout.split("report:")[1].split()[0])
+    assert report.exists() and report.stat().st_size > 0
     assert (home / "tradenova.duckdb").exists() and (home / "dagster" / "dagster.yaml").exists()
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        jobs = {r.job_name for r in instance.get_runs()}
+    assert {"warmup_job", "trading_session_job", "flatten_job", "reporting_job"} <= jobs
 
 
 def test_tradenova_demo_refuses_a_holiday(tmp_path):
@@ -57,3 +63,18 @@ def test_tradenova_demo_refuses_a_holiday(tmp_path):
     )
     assert proc.returncode == 1
     assert "date 2026-11-26 is not a trading day" in proc.stderr
+
+
+def test_tradenova_backtest_with_a_progress_bar(tradenova_home, store):
+    from session_helpers import crafted_model
+
+    record = crafted_model(store, bias=-0.8, promote=False)
+    proc = subprocess.run(
+        ["tradenova", "backtest", "--start", "2026-11-18", "--end", "2026-11-20", "--model", str(record.path),
+         "--id", "cli-test"], env=_env(tradenova_home), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "backtest cli-test" in proc.stderr and "3/3" in proc.stderr  # tqdm's bar
+    assert "backtest backtest:cli-test: 3 days 2026-11-18 .. 2026-11-20" in proc.stdout
+    trades = store.query("SELECT count(*), count(DISTINCT contract) FROM trades WHERE account = 'backtest:cli-test'")[0]
+    assert trades[0] > 0 and f"trades {trades[0]}," in proc.stdout

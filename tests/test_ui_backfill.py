@@ -6,6 +6,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from dagster_dev import DagsterDev
+from session_helpers import crafted_model
 from tradenova_dagster import config
 from tradenova_dagster.metrics.store import Store
 
@@ -24,12 +25,26 @@ def dagster_dev(tradenova_home, tmp_path):
         server.stop()
 
 
-def test_backfill_of_market_bars_over_three_trading_days(dagster_dev, tradenova_home):
-    days = ["2026-11-18", "2026-11-19", "2026-11-20"]
-    backfill_id = dagster_dev.launch_backfill("market_bars", days)
+DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
+
+
+def test_backfills_of_market_bars_and_of_a_backtest_over_three_trading_days(dagster_dev, tradenova_home):
+    store = Store(tradenova_home / "tradenova.duckdb")
+    backfill_id = dagster_dev.launch_backfill("market_bars", DAYS)
     assert dagster_dev.wait_backfill(backfill_id) in ("COMPLETED", "COMPLETED_SUCCESS")
     runs = dagster_dev.backfill_runs(backfill_id)
-    assert len(runs) == 3 and {r["status"] for r in runs} == {"SUCCESS"}
-    counts = Store(tradenova_home / "tradenova.duckdb").query(
-        "SELECT day::VARCHAR, count(*) FROM market_bars GROUP BY day ORDER BY day")
-    assert counts == [(d, 390) for d in days]
+    assert len(runs) == 3 and {r["status"] for r in runs} == {"SUCCESS"}  # one run per partition
+    counts = store.query("SELECT day::VARCHAR, count(*) FROM market_bars GROUP BY day ORDER BY day")
+    assert counts == [(d, 390) for d in DAYS]
+
+    # The backtest: backtest_day's single-run policy replays the whole range in one run.
+    crafted_model(store, bias=0.8)
+    backtest_id = dagster_dev.launch_backfill("backtest_day", DAYS)
+    assert dagster_dev.wait_backfill(backtest_id) in ("COMPLETED", "COMPLETED_SUCCESS")
+    runs = dagster_dev.backfill_runs(backtest_id)
+    assert len(runs) == 1 and runs[0]["status"] == "SUCCESS"
+    traded = store.query(
+        "SELECT DISTINCT (exit_time AT TIME ZONE 'America/New_York')::DATE::VARCHAR FROM trades WHERE account = ? "
+        "ORDER BY 1", [f"backtest:{backtest_id}"])
+    assert [d for (d,) in traded] == DAYS
+    assert store.query("SELECT count(*) FROM trades WHERE account = 'sim:default'") == [(0,)]  # never mixed

@@ -237,7 +237,9 @@ def flatten(runtime: Runtime, reason: str, retries: int = 3, wait_s: float = 2.0
         for result in runtime.executor.flatten(intent=f"flatten{attempts}", cancel_orders=True):
             orders.append(result.client_order_id)
         if runtime.sim is not None:
-            runtime.sim.advance(runtime.sim.market_time)  # fill on the latest prices it has seen
+            # A second after the latest prices it has seen: the orders, sent "now" in its time,
+            # fill on those prices.
+            runtime.sim.advance(pd.Timestamp(runtime.sim.market_time) + pd.Timedelta(seconds=1))
         else:
             sleep(wait_s)
     remaining = [p.symbol for p in runtime.broker.get_positions()]
