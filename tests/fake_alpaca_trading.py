@@ -390,7 +390,7 @@ class FakeAlpacaTrading:
                 if fault is not None and fault.when == "before":
                     if fault.kind == "timeout":
                         time.sleep(fake.hang_s)
-                        fake.route(method, url.path, query, body)  # acted on late; the client is gone
+                        entry["late_status"], _ = fake.route(method, url.path, query, body)  # the client is gone
                         return self._reset()
                     if fault.kind == "reset":
                         return self._reset()

@@ -589,13 +589,17 @@ class SimBroker:
         return Quote(symbol, now, bid, ask, size, size)
 
     def _mark_price(self, symbol: str, at: datetime) -> float | None:
+        """What a position is worth a share: the last price, or an option's quoted mid.
+
+        The quoted mid (not the model's raw premium) marks options, as a broker marks
+        them: it is never below half a tick, so a nearly worthless contract still has
+        the positive price a Position carries, and equity agrees with it."""
         mark = self._marks.get(self._underlying_of(symbol))
         if mark is None:
             return None
         if asset_class_of(symbol) is AssetClass.OPTION:
-            contract = OptionContract.parse(symbol)
-            return float(self.config.options.mid(contract, mark.price, max(at, mark.ts),
-                                                 self._vix_for(contract.underlying)))
+            bid, ask = self._bid_ask_at(symbol, mark.price, max(at, mark.ts))
+            return (bid + ask) / 2
         return mark.price
 
     def get_quote(self, symbol: str) -> Quote:
