@@ -15,11 +15,15 @@ from resources.market_data import MarketDataResource
 from resources.risk import RiskResource
 from resources.secrets import optional_env_var
 from resources.store import StoreResource
+from schedules import SCHEDULES
+from sensors import SENSORS
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(assets),
     asset_checks=dg.load_asset_checks_from_package_module(assets),
     jobs=[*TRADING_JOBS, *ASSET_JOBS, kill_switch_job],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
     resources={
         "store": StoreResource(),
         "broker": BrokerResource(
