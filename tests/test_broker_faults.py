@@ -117,3 +117,12 @@ def test_a_retry_of_the_whole_call_finds_the_first_order(world):
     executor.clock.minutes(1)
     later = executor.execute_market_order("SPY", 5, "buy")  # a new bar is a new decision
     assert later.outcome == "submitted" and count_orders(sim) == 2
+
+
+def test_a_duplicate_reply_whose_lookup_fails_is_asked_again(world):
+    sim, fake, executor = world
+    fake.inject("duplicate_422", when="after")
+    fake.inject("http_502_html", when="before", method="GET", path=LOOKUP, times=3)  # every read retry
+    result = executor.execute_market_order("SPY", 5, "buy")
+    assert (result.outcome, result.attempts) == ("recovered", 2), result.events
+    assert count_orders(sim) == 1 and fake.requests_to("POST", ORDERS) == 2

@@ -368,8 +368,10 @@ class AlpacaBroker:
         from alpaca.trading.enums import TimeInForce as AlpacaTIF
         from alpaca.trading.requests import ReplaceOrderRequest
 
+        if qty is not None and (not qty > 0 or abs(qty - round(qty)) > 1e-9):
+            raise ValueError(f"qty must be a whole number > 0 to replace an order (Alpaca's rule), got {qty!r}")
         request = ReplaceOrderRequest(
-            qty=int(qty) if qty is not None else None, limit_price=limit_price, stop_price=stop_price,
+            qty=int(round(qty)) if qty is not None else None, limit_price=limit_price, stop_price=stop_price,
             time_in_force=AlpacaTIF(TimeInForce.parse(time_in_force).value) if time_in_force else None,
             client_order_id=client_order_id,
         )

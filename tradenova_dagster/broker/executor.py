@@ -256,14 +256,19 @@ class BrokerExecutor:
                 events.append(f"attempt {attempt}: accepted")
                 return ExecutionResult("submitted", coid, placed, attempt, route=route, events=tuple(events))
             except BrokerRejected as exc:
-                if exc.is_duplicate_client_order_id:
-                    events.append(f"attempt {attempt}: duplicate client_order_id; looking the order up")
-                    found, _ = self._lookup(coid, events)
-                    if found is not None:
-                        outcome = "recovered" if maybe_exists else "duplicate"
-                        return ExecutionResult(outcome, coid, found, attempt, route=route, events=tuple(events))
-                events.append(f"attempt {attempt}: rejected: {exc}")
-                return ExecutionResult("rejected", coid, None, attempt, str(exc), exc.status_code, route, tuple(events))
+                if not exc.is_duplicate_client_order_id:
+                    events.append(f"attempt {attempt}: rejected: {exc}")
+                    return ExecutionResult("rejected", coid, None, attempt, str(exc), exc.status_code, route,
+                                           tuple(events))
+                events.append(f"attempt {attempt}: duplicate client_order_id; looking the order up")
+                found, answered = self._lookup(coid, events)
+                if found is not None:
+                    outcome = "recovered" if maybe_exists else "duplicate"
+                    return ExecutionResult(outcome, coid, found, attempt, route=route, events=tuple(events))
+                if answered:  # "duplicate", yet no such order: take the broker at its first word
+                    return ExecutionResult("rejected", coid, None, attempt, str(exc), exc.status_code, route,
+                                           tuple(events))
+                last_error, maybe_exists = exc, True  # it exists, but could not be read: ask again
             except TransientBrokerError as exc:
                 last_error = exc
                 events.append(f"attempt {attempt}: {exc.kind} error: {exc}")

@@ -55,6 +55,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
@@ -281,6 +282,7 @@ class SimBroker:
         self._created_at = datetime.now(timezone.utc)
         self._orders: dict[str, _Order] = {}
         self._by_client_id: dict[str, str] = {}
+        self._legs: dict[str, list[str]] = {}  # parent id -> leg ids
         self._positions: dict[str, _Position] = {}
         self._marks: dict[str, _Mark] = {}
         self._dirty_orders: set[str] = set()
@@ -396,8 +398,7 @@ class SimBroker:
                 canceled_at=_opt_ts(rec["canceled_at"]), expired_at=_opt_ts(rec["expired_at"]),
                 replaced_by=rec["replaced_by"], replaces=rec["replaces"],
             )
-            self._orders[order.id] = order
-            self._by_client_id[order.client_order_id] = order.id
+            self._index(order)
         for symbol, qty, avg, opened in con.execute(
             "SELECT symbol, qty, avg_entry_price, opened_at FROM sim_positions WHERE account = ?", [self.account]
         ).fetchall():
@@ -427,10 +428,9 @@ class SimBroker:
             con.execute("DELETE FROM sim_positions WHERE account = ?", [self.account])
             _insert_rows(con, "sim_positions", ("account", "symbol", "qty", "avg_entry_price", "opened_at"),
                          [(self.account, s, p.qty, p.avg_entry_price, p.opened_at) for s, p in self._positions.items()])
-        if self._marks_dirty:
-            con.execute("DELETE FROM sim_marks WHERE account = ?", [self.account])
+        if self._marks_dirty:  # marks are never removed: an upsert is enough
             _insert_rows(con, "sim_marks", ("account", "symbol", "ts", "price", "vix"),
-                         [(self.account, s, m.ts, m.price, m.vix) for s, m in self._marks.items()])
+                         [(self.account, s, m.ts, m.price, m.vix) for s, m in self._marks.items()], replace=True)
         self._dirty_orders.clear()
         self._new_fills.clear()
         self._positions_dirty = self._marks_dirty = self._account_dirty = False
@@ -532,8 +532,9 @@ class SimBroker:
         elif day > self._last_equity_day:
             self._last_equity = self._equity(at=self._market_time or ts)
             self._last_equity_day = day
-        for order in sorted(self._orders.values(), key=lambda o: o.created_at):
-            if order.is_open and order.expires_at is not None and order.expires_at <= ts:
+        due = [o for o in self._orders.values() if o.is_open and o.expires_at is not None and o.expires_at <= ts]
+        for order in sorted(due, key=lambda o: (o.created_at, o.id)):
+            if order.is_open:  # its parent's expiry may have settled it already
                 self._end_order(order, OrderStatus.EXPIRED, order.expires_at)
         for symbol in list(self._positions):
             if asset_class_of(symbol) is not AssetClass.OPTION:
@@ -749,15 +750,13 @@ class SimBroker:
         if cost > available + EPS:
             raise forbidden(f"insufficient buying power (order cost {cost:.2f}, available {max(available, 0):.2f})")
 
-    def _expiry_for(self, tif: TimeInForce, now: datetime) -> datetime | None:
+    @staticmethod
+    def _expiry_for(tif: TimeInForce, now: datetime) -> datetime | None:
+        """A day order's end: today's close, or the next session's once today's has passed."""
         if tif is not TimeInForce.DAY:
             return None
-        day = calendar.as_date(now)
-        if calendar.is_trading_day(day):
-            close = calendar.session_open_close(day)[1].to_pydatetime()
-            if now < close:
-                return close
-        return calendar.session_open_close(calendar.next_session(day))[1].to_pydatetime()
+        today_close, next_close = _closes(calendar.as_date(now))
+        return today_close if today_close is not None and now < today_close else next_close
 
     def _new_order(self, order: Order, now: datetime, **changes) -> _Order:
         underlying = self._underlying_of(order.symbol)
@@ -772,10 +771,15 @@ class SimBroker:
         )
         for key, value in changes.items():
             setattr(created, key, value)
-        self._orders[created.id] = created
-        self._by_client_id[created.client_order_id] = created.id
+        self._index(created)
         self._dirty_orders.add(created.id)
         return created
+
+    def _index(self, order: _Order) -> None:
+        self._orders[order.id] = order
+        self._by_client_id[order.client_order_id] = order.id
+        if order.parent_id is not None:
+            self._legs.setdefault(order.parent_id, []).append(order.id)
 
     def _create(self, order: Order) -> _Order:
         now = self.now()
@@ -930,7 +934,7 @@ class SimBroker:
         }
 
     def _legs_of(self, parent_id: str) -> list[_Order]:
-        return [o for o in self._orders.values() if o.parent_id == parent_id]
+        return [self._orders[i] for i in self._legs.get(parent_id, ())]
 
     def _siblings(self, order: _Order) -> list[_Order]:
         """The other side of a one-cancels-other pair (bracket legs, or an OCO's two orders)."""
@@ -1109,6 +1113,7 @@ class SimBroker:
             for leg in self._legs_of(old.id):
                 leg.parent_id = new.id
                 self._touch(leg)
+            self._legs[new.id] = self._legs.pop(old.id, [])
             return self._domain(new)
 
     # ------------------------------------------------------------------ positions and account
@@ -1245,12 +1250,20 @@ class SimBroker:
                 self._persist(con)
 
 
+@lru_cache(maxsize=512)
+def _closes(day: date) -> tuple[datetime | None, datetime]:
+    """(that day's close if it trades, the next session's close), cached per day."""
+    today = calendar.session_open_close(day)[1].to_pydatetime() if calendar.is_trading_day(day) else None
+    return today, calendar.session_open_close(calendar.next_session(day))[1].to_pydatetime()
+
+
 def _insert_rows(con, table: str, columns: Sequence[str], rows: list[tuple], replace: bool = False) -> None:
-    """Insert rows in one statement: a DataFrame scan for many rows, executemany for few."""
+    """Insert rows in one statement: a DataFrame scan for many rows, one multi-row VALUES
+    for few (DuckDB's executemany costs milliseconds a row)."""
     if not rows:
         return
     verb = "INSERT OR REPLACE INTO" if replace else "INSERT INTO"
-    if len(rows) > 16:
+    if len(rows) > 64:
         frame = pd.DataFrame(rows, columns=list(columns))
         con.register("_rows", frame)
         try:
@@ -1258,7 +1271,8 @@ def _insert_rows(con, table: str, columns: Sequence[str], rows: list[tuple], rep
         finally:
             con.unregister("_rows")
     else:
-        marks = ", ".join("?" for _ in columns)
-        con.executemany(f"{verb} {table} ({', '.join(columns)}) VALUES ({marks})", [list(r) for r in rows])
+        row = "(" + ", ".join("?" for _ in columns) + ")"
+        con.execute(f"{verb} {table} ({', '.join(columns)}) VALUES {', '.join(row for _ in rows)}",
+                    [value for r in rows for value in r])
 
 
