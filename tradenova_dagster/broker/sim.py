@@ -461,6 +461,15 @@ class SimBroker:
         return datetime.now(timezone.utc)
 
     @property
+    def clock(self) -> Any:
+        """The injected clock (None: market time). Settable, e.g. when a replay starts."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, value: Any) -> None:
+        self._clock = value
+
+    @property
     def market_time(self) -> datetime | None:
         """Time of the latest market update applied to this account."""
         return self._market_time
