@@ -104,20 +104,20 @@ def trading_session(context: dg.OpExecutionContext, config: SessionRunConfig, br
     day = config.trading_day()
     runtime = build_runtime(config.account, broker, risk, store, context.run_id, session_day=day)
     signal = load_signal(config.model_path, "SPY", config.account, runtime.store)
-    sessions = []
     try:
         report = trading_day.run_session(
             runtime, day, market_data.get_source(), signal, mode=config.mode, pace_s=config.pace_s,
             settings=SessionSettings(contracts=config.contracts),
-            on_session=sessions.append,
         )
-    except dg.DagsterExecutionInterruptedError:
+    except BaseException as exc:
+        # Terminated from the UI (Dagster's interrupt, or DuckDB's if it landed in a query),
+        # Ctrl-C, or a failure: no order of this session may stay working unattended.
+        interrupted = isinstance(exc, KeyboardInterrupt) or "Interrupt" in type(exc).__name__
         canceled = runtime.executor.cancel_all_orders()
-        if sessions:
-            sessions[0].stop("interrupted")
-        runtime.record("session", "interrupted", {"reason": "run terminated (Dagster interrupt)",
-                                                  "canceled_orders": canceled})
-        context.log.warning(f"interrupted: canceled {len(canceled)} open order(s); positions are left to the flatten job")
+        reason = "run terminated (interrupt)" if interrupted else f"session failed: {exc!r}"
+        runtime.record("session", "interrupted" if interrupted else "failed",
+                       {"reason": reason, "canceled_orders": canceled})
+        context.log.warning(f"{reason}: canceled {len(canceled)} open order(s); positions are left to the flatten job")
         raise
     context.log.info(report.summary())
     if not report.flat and report.stopped.startswith("kill switch"):

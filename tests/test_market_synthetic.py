@@ -6,7 +6,7 @@ import pytest
 
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.data import get_source
-from tradenova_dagster.market.profile import market_profile
+from tradenova_dagster.market.profile import real_and_synthetic_profiles
 from tradenova_dagster.market.quality import check_bars
 from tradenova_dagster.market.synthetic import SyntheticMarketData, _synthetic_bars
 
@@ -59,14 +59,7 @@ def test_unknown_symbols_get_their_own_deterministic_series_and_bad_requests_are
 
 @pytest.mark.realdata
 def test_synthetic_spy_is_calibrated_to_real_spy(shared_data):
-    real = pd.read_parquet(shared_data / "spy_1m_rth_2022-09-30_2023-09-29.parquet")
-    real["timestamp"] = real["timestamp"].dt.tz_localize(calendar.NEW_YORK).dt.tz_convert("UTC")
-    real_vix = pd.read_csv(shared_data / "VIX_History_1990-01-02_2026-07-31.csv")["CLOSE"]
-    days = sorted(set(real["timestamp"].dt.tz_convert(calendar.NEW_YORK).dt.date))
-    source = get_source("synthetic")
-    synthetic = pd.concat([source.bars("SPY", day) for day in days])
-    real_p = market_profile(real, real_vix)
-    synth_p = market_profile(synthetic, source.vix_history("1990-01-02", "2026-07-31"))
+    real_p, synth_p = real_and_synthetic_profiles(shared_data)
 
     def close(name, rel):
         assert synth_p[name] == pytest.approx(real_p[name], rel=rel), (name, synth_p[name], real_p[name])

@@ -124,8 +124,8 @@ def test_predictions_are_recorded_and_flushed_to_duckdb(trained, store):
         signal.on_bar(_bar(day, t))
     assert signal.flush_predictions(store, account="backtest:t1", run_id="r1") == 25
     assert signal.predictions == []
-    rows = store.query("SELECT count(*), min(ts), max(ts), count(DISTINCT decision) FROM signal_predictions "
-                       "WHERE account = 'backtest:t1' AND run_id = 'r1' AND model_id = 'test-model'")
+    rows = store.query("SELECT count(*), min(ts), max(ts), count(DISTINCT decision) FROM rl_predictions "
+                       "WHERE account = 'backtest:t1' AND run_id = 'r1' AND model = 'test-model'")
     assert rows[0][0] == 25
     assert pd.Timestamp(rows[0][1]) == pd.Timestamp(int(day.timestamps[0]), tz="UTC")
     with pytest.raises(ValueError, match="account"):

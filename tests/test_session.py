@@ -107,13 +107,7 @@ def test_kill_switch_during_a_replayed_session(store):
 @pytest.mark.slow
 def test_a_crashed_session_restarts_without_duplicates_or_loss(tradenova_home, store, tmp_path):
     crafted_model(store, bias=0.8)
-    config = {"ops": {"trading_session": {"config": {"date": DAY, "mode": "replay", "pace_s": 0.05}}}}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "TRADENOVA_HOME": str(tradenova_home), "DAGSTER_HOME": str(tradenova_home / "dagster")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "tradenova_dagster.definitions",
-         "-j", "trading_session_job", "-c", str(tmp_path / "run.yaml")],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = _start_paced_session(tradenova_home, tmp_path)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
@@ -145,3 +139,35 @@ def test_a_crashed_session_restarts_without_duplicates_or_loss(tradenova_home, s
     assert not entries["created_at"].duplicated().any()  # at most one entry per bar, across the restart
     adopted = store.query("SELECT count(*) FROM session_events WHERE job = 'session' AND kind = 'started'")[0][0]
     assert adopted == 2 and positions_before is not None
+
+
+def _start_paced_session(tradenova_home, tmp_path, pace_s=0.05):
+    config = {"ops": {"trading_session": {"config": {"date": DAY, "mode": "replay", "pace_s": pace_s}}}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TRADENOVA_HOME": str(tradenova_home), "DAGSTER_HOME": str(tradenova_home / "dagster")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "tradenova_dagster.definitions",
+         "-j", "trading_session_job", "-c", str(tmp_path / "run.yaml")],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_an_interrupted_session_cancels_its_orders_and_says_why(tradenova_home, store, tmp_path):
+    crafted_model(store, bias=0.8)
+    proc = _start_paced_session(tradenova_home, tmp_path)
+    try:
+        deadline = time.time() + 240
+        while store.query("SELECT count(*) FROM equity_curve WHERE account = 'sim:default'")[0][0] < 20:
+            assert proc.poll() is None and time.time() < deadline, "the session ended before it could be interrupted"
+            time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGINT)  # to the run's process, which forwards it to the step, as a termination does
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    kinds = [k for (k,) in store.query("SELECT kind FROM session_events WHERE job = 'session' ORDER BY ts")]
+    assert kinds == ["started", "interrupted"]
+    detail = store.query("SELECT detail FROM session_events WHERE kind = 'interrupted'")[0][0]
+    assert "run terminated (interrupt)" in detail
+    assert store.query("SELECT count(*) FROM sim_orders WHERE account = 'sim:default' AND status IN "
+                       "('new', 'accepted', 'partially_filled')") == [(0,)]

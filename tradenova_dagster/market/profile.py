@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tradenova_dagster.market import calendar
+
 
 def market_profile(bars: pd.DataFrame, vix: pd.Series) -> dict[str, float]:
     """Profile of 1-minute bars (many days, 390-bar sessions only) and a VIX series.
@@ -43,3 +45,18 @@ def market_profile(bars: pd.DataFrame, vix: pd.Series) -> dict[str, float]:
         "vix_std": float(vix.std()),
         "vix_log_change_std": float(np.log(vix).diff().std()),
     }
+
+
+def real_and_synthetic_profiles(data_dir) -> tuple[dict[str, float], dict[str, float]]:
+    """Profiles of the real SPY 1-minute year in ``data_dir`` (../shared/data) and of the
+    synthetic source over the same sessions, with each side's full VIX history."""
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.market.files import FileMarketData
+
+    real_source = FileMarketData(data_dir)
+    synthetic = get_source("synthetic")
+    days = calendar.trading_days("2022-09-30", "2023-09-29")
+    real = pd.concat([real_source.bars("SPY", day) for day in days])
+    fake = pd.concat([synthetic.bars("SPY", day) for day in days])
+    return (market_profile(real, real_source.vix_history("1990-01-02", "2026-07-31")),
+            market_profile(fake, synthetic.vix_history("1990-01-02", "2026-07-31")))

@@ -16,7 +16,7 @@ is the one that is measured and the one that trades. Two ways to feed it:
 
 Every prediction is a :class:`~tradenova_dagster.domain.Signal` (raw, smoothed,
 decision); with ``record=True`` they are kept and ``flush_predictions`` writes them to
-DuckDB's ``signal_predictions`` in one transaction.
+DuckDB's ``rl_predictions`` (the metrics tracker's table) in one transaction.
 """
 
 from __future__ import annotations
@@ -175,30 +175,16 @@ class SignalModel:
         return self.predict(observation(row, position), bar.timestamp)
 
     def flush_predictions(self, store: Store, account: str, run_id: str | None = None) -> int:
-        """Write the recorded predictions to ``signal_predictions`` (one transaction); returns the count."""
+        """Write the recorded predictions to ``rl_predictions`` through the metrics tracker
+        (one transaction, the table the session and the daily report use); returns the count."""
+        from tradenova_dagster.metrics import MetricsTracker
+
         if not account:
             raise ValueError(f"account: expected a non-empty account name, got {account!r}")
-        frame = pd.DataFrame(
-            {
-                "account": account,
-                "run_id": run_id,
-                "model_id": self.model_id or "unnamed",
-                "symbol": [s.symbol for s in self.predictions],
-                "ts": pd.to_datetime([s.timestamp for s in self.predictions], utc=True),
-                "raw_action": [s.raw_action for s in self.predictions],
-                "smoothed_action": [s.smoothed_action for s in self.predictions],
-                "decision": [s.decision.value for s in self.predictions],
-            }
-        )
-        if len(frame):
-            with store.transaction() as con:
-                con.register("incoming_predictions", frame)
-                con.execute(
-                    "INSERT INTO signal_predictions (account, run_id, model_id, symbol, ts, raw_action, "
-                    "smoothed_action, decision) SELECT account, run_id, model_id, symbol, ts, raw_action, "
-                    "smoothed_action, decision FROM incoming_predictions"
-                )
-                con.unregister("incoming_predictions")
-        count = len(frame)
+        tracker = MetricsTracker(store=store, account=account, run_id=run_id)
+        with tracker.batch():
+            for signal in self.predictions:
+                tracker.log_signal(signal)
+        count = len(self.predictions)
         self.predictions.clear()
         return count

@@ -7,34 +7,24 @@ replays in seconds on exactly the same code.
 
 from __future__ import annotations
 
-import threading
-import time as _time
+import time
 
 import pandas as pd
 
 
 class WallClock:
-    """Real time (UTC). ``wait_until`` sleeps in short steps so that a stop request
-    (``stop()``, e.g. from Dagster's interruption handler) ends the wait promptly."""
+    """Real time (UTC). Waits sleep in short steps, so an interrupt (a run terminated from
+    the UI) is handled within a second."""
 
     def __init__(self, step_seconds: float = 1.0):
-        self._stop = threading.Event()
         self._step = step_seconds
 
     def now(self) -> pd.Timestamp:
         return pd.Timestamp.now(tz="UTC")
 
-    def wait_until(self, instant: pd.Timestamp) -> bool:
-        """Sleep until ``instant``; False if stopped before it came."""
-        while not self._stop.is_set():
-            remaining = (instant - self.now()).total_seconds()
-            if remaining <= 0:
-                return True
-            self._stop.wait(min(remaining, self._step))
-        return False
-
-    def stop(self) -> None:
-        self._stop.set()
+    def wait_until(self, instant: pd.Timestamp) -> None:
+        while (remaining := (instant - self.now()).total_seconds()) > 0:
+            time.sleep(min(remaining, self._step))
 
 
 class SimulatedClock:
@@ -48,9 +38,18 @@ class SimulatedClock:
     def now(self) -> pd.Timestamp:
         return self._now
 
-    def wait_until(self, instant: pd.Timestamp) -> bool:
+    def wait_until(self, instant: pd.Timestamp) -> None:
         self._now = max(self._now, instant.tz_convert("UTC"))
-        return True
 
-    def stop(self) -> None:
-        """Nothing to interrupt: a simulated wait never blocks."""
+
+class PacedClock(SimulatedClock):
+    """A replay clock that spends ``pace_s`` real seconds per wait: a replayed day that
+    takes minutes, so that it can be watched (or interrupted) mid-day."""
+
+    def __init__(self, start: pd.Timestamp, pace_s: float):
+        super().__init__(start)
+        self.pace_s = pace_s
+
+    def wait_until(self, instant: pd.Timestamp) -> None:
+        time.sleep(self.pace_s)
+        super().wait_until(instant)

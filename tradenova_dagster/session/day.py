@@ -22,7 +22,7 @@ from tradenova_dagster.market import calendar
 from tradenova_dagster.market.bars_store import bars_for_day, quality_verdict
 from tradenova_dagster.market.context import MarketContext, compute_context, load_context, save_context
 from tradenova_dagster.metrics.store import Store
-from tradenova_dagster.session.clock import SimulatedClock, WallClock
+from tradenova_dagster.session.clock import PacedClock, SimulatedClock, WallClock
 from tradenova_dagster.session.engine import SessionReport, SessionSettings, TradingSession
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
 
@@ -128,12 +128,10 @@ def refuse_bad_data(store: Store, symbol: str, day: date) -> None:
 
 
 def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
-                settings: SessionSettings | None = None, pace_s: float = 0.0, clock=None,
-                on_session=None) -> SessionReport:
+                settings: SessionSettings | None = None, pace_s: float = 0.0, clock=None) -> SessionReport:
     """Trade one day. ``mode``: ``replay`` (the day's stored or source bars on a simulated
     clock; ``pace_s`` seconds of real time per bar, 0 for as fast as possible) or ``live``
-    (the wall clock, polling ``source`` for each new bar). ``on_session(session)`` is
-    called before the loop starts (the Dagster op uses it to stop the loop on interrupt).
+    (the wall clock, polling ``source`` for each new bar).
     """
     day = calendar.require_trading_day(day, "date")
     settings = settings or SessionSettings()
@@ -162,8 +160,6 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
         signal=signal, tracker=runtime.tracker, kill_switch=runtime.kill_switch, context=ctx, feed=feed,
         clock=clock, settings=settings, sim=runtime.sim, agent=getattr(signal, "model_id", "") or "rl",
     )
-    if on_session is not None:
-        on_session(session)
     runtime.record("session", "started", {"day": day, "mode": mode, "context": ctx.as_dict()})
     if fast:
         with runtime.sim.batch(), runtime.tracker.batch():
@@ -175,25 +171,6 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     return report
 
 
-class PacedClock(SimulatedClock):
-    """A replay clock that spends ``pace_s`` real seconds per wait: a replayed day that
-    takes minutes, so that it can be watched (or interrupted) mid-day."""
-
-    def __init__(self, start: pd.Timestamp, pace_s: float):
-        super().__init__(start)
-        self.pace_s = pace_s
-        self._stopped = False
-
-    def wait_until(self, instant: pd.Timestamp) -> bool:
-        if self._stopped:
-            return False
-        time.sleep(self.pace_s)
-        return super().wait_until(instant)
-
-    def stop(self) -> None:
-        self._stopped = True
-
-
 def _set_clock(runtime: Runtime, clock) -> None:
     """Point every part that stamps time at the session's clock (replays run in simulated time)."""
     now = lambda: clock.now().to_pydatetime()  # noqa: E731 - a clock callable for the parts
@@ -201,7 +178,7 @@ def _set_clock(runtime: Runtime, clock) -> None:
         if hasattr(part, "clock"):
             part.clock = now
     if runtime.sim is not None:
-        runtime.sim._clock = clock
+        runtime.sim.clock = clock
     runtime.executor.clock = clock
 
 

@@ -162,20 +162,6 @@ class TradingSession:
         self._stop_reason = ""
         self._commission = float(getattr(getattr(sim, "config", None), "option_commission_per_contract", 0.0))
 
-    # ------------------------------------------------------------------ control
-
-    def stop(self, reason: str) -> None:
-        """Ask the loop to stop after the current bar (e.g. Dagster interrupted the run)."""
-        self._stop_reason = reason
-        self.clock.stop()
-
-    def resume_after(self) -> pd.Timestamp | None:
-        """The last bar start the broker saw today (a restarted replay continues after it)."""
-        seen = self.sim.market_time if self.sim is not None else None
-        if seen is None or calendar.as_date(seen) != self.day:
-            return None
-        return pd.Timestamp(seen)
-
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> SessionReport:

@@ -50,8 +50,7 @@ class ReplayFeed:
 
     def __iter__(self) -> Iterator[BarTick]:
         for tick in _ticks(self.bars):
-            if not self.clock.wait_until(tick.end):
-                return
+            self.clock.wait_until(tick.end)
             yield tick
 
 
@@ -82,5 +81,4 @@ class PollingFeed:
             delivered = max(delivered, len(completed))
             if not completed.empty and pd.Timestamp(completed["timestamp"].iloc[-1]) + self.interval >= self.session_close:
                 return
-            if not self.clock.wait_until(self.clock.now() + self.poll):
-                return
+            self.clock.wait_until(self.clock.now() + self.poll)

@@ -1,0 +1,63 @@
+"""Bar feeds and clocks: a bar is delivered only once it has completed, live or replayed."""
+
+import pandas as pd
+
+from tradenova_dagster.market import calendar
+from tradenova_dagster.market.data import get_source
+from tradenova_dagster.session.clock import PacedClock, SimulatedClock
+from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
+
+DAY = "2026-11-27"  # an early close: 210 bars
+
+
+def test_replay_delivers_every_bar_at_its_end_in_order():
+    bars = get_source("synthetic").bars("SPY", DAY)
+    open_, _ = calendar.session_open_close(DAY)
+    clock = SimulatedClock(open_)
+    seen = []
+    for tick in ReplayFeed(bars, clock):
+        assert clock.now() >= tick.end == tick.timestamp + pd.Timedelta(minutes=1)
+        seen.append(tick.close)
+    assert seen == bars["close"].tolist()
+
+
+class GrowingSource:
+    """A data source that, like a live feed, only has the bars that have completed."""
+
+    def __init__(self, clock):
+        self.clock, self.calls = clock, 0
+        self.day = get_source("synthetic").bars("SPY", DAY)
+
+    def fetch(self):
+        self.calls += 1
+        return self.day[self.day["timestamp"] + pd.Timedelta(minutes=1) <= self.clock.now()]
+
+
+def test_polling_feed_yields_each_completed_bar_once_and_stops_at_the_close():
+    open_, close = calendar.session_open_close(DAY)
+    clock = SimulatedClock(open_)
+    source = GrowingSource(clock)
+    ticks = list(PollingFeed(source.fetch, clock, close, poll_seconds=20))
+    assert [t.index for t in ticks] == list(range(210))
+    assert all(t.end <= close for t in ticks) and clock.now() < close + pd.Timedelta(minutes=1)
+    assert source.calls > 210  # it polled, several times a minute
+
+
+def test_polling_feed_gives_up_after_the_close_when_the_last_bar_never_comes():
+    open_, close = calendar.session_open_close(DAY)
+    clock = SimulatedClock(open_)
+    source = GrowingSource(clock)
+    source.day = source.day.iloc[:-5]  # the feed goes quiet five minutes before the close
+    ticks = list(PollingFeed(source.fetch, clock, close, poll_seconds=30, max_wait=pd.Timedelta(minutes=2)))
+    assert len(ticks) == 205 and clock.now() >= close + pd.Timedelta(minutes=2)
+
+
+def test_a_paced_clock_spends_real_time_per_wait():
+    import time
+
+    clock = PacedClock(pd.Timestamp("2026-11-27 14:30", tz="UTC"), pace_s=0.01)
+    start = time.perf_counter()
+    for minute in range(1, 6):
+        clock.wait_until(pd.Timestamp("2026-11-27 14:30", tz="UTC") + pd.Timedelta(minutes=minute))
+    assert clock.now() == pd.Timestamp("2026-11-27 14:35", tz="UTC")
+    assert time.perf_counter() - start >= 0.05
