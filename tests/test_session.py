@@ -16,7 +16,6 @@ from session_helpers import crafted_model
 from tradenova_dagster.definitions import defs
 from tradenova_dagster.domain import Decision, Signal
 from tradenova_dagster.market.data import get_source
-from tradenova_dagster.metrics.store import Store
 from tradenova_dagster.session import day as trading_day
 
 DAY = "2026-11-20"

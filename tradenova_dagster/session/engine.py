@@ -37,12 +37,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 
-import pandas as pd
 
 from tradenova_dagster.domain import (
     OPTION_MULTIPLIER,
     Bar,
     Decision,
+    Fill,
     OptionContract,
     OptionType,
     Order,
@@ -125,7 +125,9 @@ class SessionReport:
         return self.open_positions == 0
 
     def summary(self) -> str:
-        pnl = (self.end_equity or 0) - (self.start_equity or 0)
+        if self.start_equity is None or self.end_equity is None:
+            return f"session {self.day} [{self.account}]: no bar traded; {self.stopped}"
+        pnl = self.end_equity - self.start_equity
         return (
             f"session {self.day} [{self.account}]: {self.bars} bars, signals "
             f"{dict(self.decisions) or '{}'}, {self.entries} entries, {self.exits} exits, "
@@ -257,8 +259,6 @@ class TradingSession:
                 self.broker.cancel_order(order_id)  # a resting entry is no longer the decision of this bar
 
     def _on_fill(self, flight: _InFlight, order: Order, qty: int, price: float, tick: BarTick) -> None:
-        from tradenova_dagster.domain import Fill
-
         self.tracker.record_fill(Fill(order.id, order.symbol, qty, price, order.side, tick.end.to_pydatetime(),
                                       commission=self._commission * qty, client_order_id=order.client_order_id))
         if order.side is Side.BUY:
