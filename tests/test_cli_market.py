@@ -78,3 +78,21 @@ def test_tradenova_backtest_with_a_progress_bar(tradenova_home, store):
     assert "backtest backtest:cli-test: 3 days 2026-11-18 .. 2026-11-20" in proc.stdout
     trades = store.query("SELECT count(*), count(DISTINCT contract) FROM trades WHERE account = 'backtest:cli-test'")[0]
     assert trades[0] > 0 and f"trades {trades[0]}," in proc.stdout
+
+
+def test_tradenova_status_shows_the_switch_the_model_and_the_day(tradenova_home, store, capsys):
+    from session_helpers import crafted_model
+    from tradenova_dagster.cli import main
+    from tradenova_dagster.market.bars_store import save_day
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.risk import KillSwitch
+
+    record = crafted_model(store)
+    day = get_source("synthetic").bars("SPY", "2026-11-20")
+    save_day(store, day["timestamp"].iloc[0].tz_convert("America/New_York").date(), {"SPY": day}, "synthetic")
+    KillSwitch(store).turn_on("status test", set_by="test")
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert f"home:           {tradenova_home}" in out
+    assert "status test" in out and f"promoted model: {record.model_id}" in out
+    assert "last day stored 2026-11-20" in out
