@@ -77,6 +77,7 @@ def _demo_model(defs, instance, store: Store, day, timesteps: int, summary: Demo
 def run_demo(day: str | None = None, timesteps: int = 100_000) -> DemoSummary:
     from tradenova_dagster.definitions import defs
     from tradenova_dagster.metrics import MetricsTracker
+    from tradenova_dagster.metrics.report import report_paths
 
     target = calendar.require_trading_day(day, "date") if day else calendar.last_completed_session()
     date = target.isoformat()
@@ -113,9 +114,7 @@ def run_demo(day: str | None = None, timesteps: int = 100_000) -> DemoSummary:
     tracker = MetricsTracker(store=store, account=DEMO_ACCOUNT)
     day_metrics = tracker.calculate_metrics(lookback_days=1, as_of=target)
     equity = store.query("SELECT equity FROM equity_curve WHERE account = ? ORDER BY ts DESC LIMIT 1", [DEMO_ACCOUNT])
-    report_path = config.reports_dir() / "sim_demo" / f"{date}.html"
-    reports = sorted(config.reports_dir().rglob(f"{date}.html"))
-    report_path = next((p for p in reports if "demo" in str(p)), report_path)
+    report_path, _ = report_paths(target, DEMO_ACCOUNT)
     summary.lines += [
         f"  trades:    {day_metrics['num_trades']}, P&L {day_metrics['total_pnl']:+,.2f}, "
         f"win rate {(day_metrics['win_rate'] or 0):.0%}",

@@ -31,14 +31,15 @@ class RiskResource(dg.ConfigurableResource):
     """
 
     initial_balance: float = 100_000.0
-    daily_loss_limit_pct: float = 0.02
-    max_drawdown_pct: float = 0.10
-    max_loss_streak: int = 3
-    max_iv_rank: float = 95.0
-    max_vix: float = 32.0
-    max_spread_pct: float = 0.05
-    max_position_pct: float = 0.10
-    max_open_positions: int = 3
+    # The limits' defaults are RiskLimits' own (one source of truth for DESIGN.md §4).
+    daily_loss_limit_pct: float = RiskLimits.daily_loss_limit_pct
+    max_drawdown_pct: float = RiskLimits.max_drawdown_pct
+    max_loss_streak: int = RiskLimits.max_loss_streak
+    max_iv_rank: float = RiskLimits.max_iv_rank
+    max_vix: float = RiskLimits.max_vix
+    max_spread_pct: float = RiskLimits.max_spread_pct
+    max_position_pct: float = RiskLimits.max_position_pct
+    max_open_positions: int = RiskLimits.max_open_positions
     take_profit_gains: List[float] = [0.40, 0.60, 1.00, 1.50, 2.00]
     take_profit_fractions: List[float] = [0.50, 0.20, 0.10, 0.10, 1.00]
     stop_loss_pct: float = 0.15

@@ -103,19 +103,35 @@ def test_kill_switch_during_a_replayed_session(store):
     assert flat.flat and _open_positions(store, "sim:default") == []
 
 
+def _start_paced_session(tradenova_home, tmp_path, pace_s=0.05):
+    config = {"ops": {"trading_session": {"config": {"date": DAY, "mode": "replay", "pace_s": pace_s}}}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "TRADENOVA_HOME": str(tradenova_home), "DAGSTER_HOME": str(tradenova_home / "dagster")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "tradenova_dagster.definitions",
+         "-j", "trading_session_job", "-c", str(tmp_path / "run.yaml")],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_mid_session(store, proc, bars: int, orders: int = 0, timeout_s: float = 240) -> None:
+    """Wait until the session process has recorded ``bars`` bars and sent ``orders`` orders."""
+    deadline = time.time() + timeout_s
+    while True:
+        done = store.query("SELECT count(*) FROM equity_curve WHERE account = 'sim:default'")[0][0]
+        sent = store.query("SELECT count(*) FROM sim_orders WHERE account = 'sim:default'")[0][0]
+        if done >= bars and sent >= orders:
+            return
+        assert proc.poll() is None, "the session ended before it was mid-day"
+        assert time.time() < deadline, f"the session recorded {done} bars in {timeout_s} s"
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 def test_a_crashed_session_restarts_without_duplicates_or_loss(tradenova_home, store, tmp_path):
     crafted_model(store, bias=0.8)
     proc = _start_paced_session(tradenova_home, tmp_path)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            rows = store.query("SELECT count(*) FROM equity_curve WHERE account = 'sim:default'")[0][0]
-            orders = store.query("SELECT count(*) FROM sim_orders WHERE account = 'sim:default'")[0][0]
-            if rows >= 40 and orders >= 1:
-                break
-            assert proc.poll() is None, "the session ended before it could be killed"
-            time.sleep(0.5)
+        _wait_mid_session(store, proc, bars=40, orders=1)
         os.killpg(proc.pid, signal.SIGKILL)  # the worker dies mid-day, as on a power cut
         proc.wait(timeout=30)
     finally:
@@ -140,25 +156,12 @@ def test_a_crashed_session_restarts_without_duplicates_or_loss(tradenova_home, s
     assert adopted == 2 and positions_before is not None
 
 
-def _start_paced_session(tradenova_home, tmp_path, pace_s=0.05):
-    config = {"ops": {"trading_session": {"config": {"date": DAY, "mode": "replay", "pace_s": pace_s}}}}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "TRADENOVA_HOME": str(tradenova_home), "DAGSTER_HOME": str(tradenova_home / "dagster")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "tradenova_dagster.definitions",
-         "-j", "trading_session_job", "-c", str(tmp_path / "run.yaml")],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 @pytest.mark.slow
 def test_an_interrupted_session_cancels_its_orders_and_says_why(tradenova_home, store, tmp_path):
     crafted_model(store, bias=0.8)
     proc = _start_paced_session(tradenova_home, tmp_path)
     try:
-        deadline = time.time() + 240
-        while store.query("SELECT count(*) FROM equity_curve WHERE account = 'sim:default'")[0][0] < 20:
-            assert proc.poll() is None and time.time() < deadline, "the session ended before it could be interrupted"
-            time.sleep(0.5)
+        _wait_mid_session(store, proc, bars=20)
         os.kill(proc.pid, signal.SIGINT)  # to the run's process, which forwards it to the step, as a termination does
         proc.wait(timeout=120)
     finally:
