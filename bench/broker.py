@@ -35,7 +35,7 @@ from tradenova_dagster.broker import BrokerExecutor, SimBroker  # noqa: E402
 from tradenova_dagster.domain import Order  # noqa: E402
 from tradenova_dagster.market import calendar  # noqa: E402
 from tradenova_dagster.market.chain import select_contract  # noqa: E402
-from tradenova_dagster.metrics.store import Store  # noqa: E402
+from tradenova_dagster.store import Store  # noqa: E402
 
 START = pd.Timestamp("2024-03-04 14:30", tz="UTC")
 

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from tradenova_dagster.market import calendar
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.metrics.tracker import MetricsTracker
+from tradenova_dagster.rules import OPTION_COMMISSION_PER_CONTRACT
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -57,7 +58,7 @@ def make_trades(n: int, days: list, seed: int = 0) -> pd.DataFrame:
         "entry_price": 2.0,
         "exit_price": 2.1,
         "pnl": rng.normal(1.0, 60.0, n).round(2),
-        "commission": 0.65,
+        "commission": OPTION_COMMISSION_PER_CONTRACT,
         "agent": np.array(AGENTS)[rng.integers(0, len(AGENTS), n)],
         "exit_reason": "tp1",
     })

@@ -3,7 +3,11 @@
 1. One trading day (390 one-minute bars) of synthetic SPY through the full loop (signal,
    risk, ladder, simulated broker, DuckDB records) — printed as a multiple of real time
    (390 minutes), the peer every live session runs against (target >= 5,000x).
-2. Every day of the real SPY 1-minute year in ../shared/data (251 sessions) through the
+2. The persisted path (what paper and live trading run): the same day with every bar
+   committed in its own transaction, as a crash-safe session does — median and p99 time
+   per committed bar (everything the bar does, its commit included; goal <= 20 ms) and
+   DuckDB connections opened per bar (goal: 0 after start; today 1, see the printout).
+3. Every day of the real SPY 1-minute year in ../shared/data (251 sessions) through the
    ``backtest_day`` path, the same code a Dagster backfill runs (target: under 10 minutes).
 
 The model is a real stable-baselines3 PPO pinned to buy calls (``tests/session_helpers``),
@@ -33,7 +37,7 @@ def main() -> None:
 
     from tradenova_dagster.market import calendar
     from tradenova_dagster.market.data import get_source
-    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.store import Store
     from tradenova_dagster.rl import SignalModel
     from tradenova_dagster.session.day import backtest_day
 
@@ -52,6 +56,8 @@ def main() -> None:
     print(f"one day, {report.bars} bars, {report.trades} trades: {best:.3f} s "
           f"= {390 * 60 / best:,.0f}x real time (best of 3; target >= 5,000x)")
 
+    persisted(store, synthetic, signal)
+
     if not DATA.is_dir():
         print(f"real-data backtest skipped: {DATA} is absent")
         return
@@ -65,6 +71,53 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     print(f"real SPY backtest: {len(days)} days, {trades} trades in {elapsed / 60:.2f} min "
           f"({elapsed / len(days):.2f} s/day; target: 251 days under 10 min)")
+
+
+def persisted(store, source, signal) -> None:
+    """One day through TradingSession with a commit per bar, timed bar by bar."""
+    import statistics
+
+    from ops.trading import build_runtime
+    from resources.broker import BrokerResource
+    from resources.risk import RiskResource
+    from resources.store import StoreResource
+    from tradenova_dagster.market import calendar
+    from tradenova_dagster.market.bars_store import bars_for_day
+    from tradenova_dagster.session.clock import SimulatedClock
+    from tradenova_dagster.session.day import _set_clock, trading_context
+    from tradenova_dagster.session.engine import SessionSettings, TradingSession
+    from tradenova_dagster.session.feed import ReplayFeed
+
+    day = calendar.as_date("2026-11-20")
+    runtime = build_runtime("sim:bench", BrokerResource(), RiskResource(), StoreResource(db_path=str(store.path)),
+                            run_id="bench", session_day=day)
+    bars = bars_for_day(store, source, "SPY", day)
+    clock = SimulatedClock(calendar.session_open_close(day)[0])
+    _set_clock(runtime, clock)
+    durations, connects = [], []
+
+    class Timed(ReplayFeed):
+        def __iter__(self):
+            last = None
+            for tick in super().__iter__():
+                now = time.perf_counter()
+                if last is not None:
+                    durations.append(now - last)
+                    connects.append(store.connects - before[0])
+                before[0] = store.connects
+                last = now
+                yield tick
+
+    before = [store.connects]
+    session = TradingSession(day, runtime, signal=signal, context=trading_context(store, source, day), clock=clock,
+                             feed=Timed(bars, clock), settings=SessionSettings(persist_every_bar=True))
+    start_connects = store.connects
+    report = session.run()
+    ms = sorted(d * 1000 for d in durations)
+    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    print(f"persisted day, {report.bars} bars, {report.trades} trades: per committed bar median "
+          f"{statistics.median(ms):.1f} ms, p99 {p99:.1f} ms (goal <= 20 ms); DuckDB connects per bar "
+          f"{statistics.mean(connects):.2f} ({store.connects - start_connects} in the day: one per bar's transaction)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import dagster as dg
 
 from tradenova_dagster import config
 from tradenova_dagster.market import calendar
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 DEMO_ACCOUNT = "sim:demo"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

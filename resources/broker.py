@@ -10,7 +10,8 @@ from pydantic import model_validator
 
 from tradenova_dagster.broker import AlpacaBroker, Broker, BrokerExecutor, RoutingPolicy, SimBroker, SimConfig
 from tradenova_dagster.broker.alpaca import LIVE_OPT_IN, require_live_opt_in
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.rules import OPTION_COMMISSION_PER_CONTRACT
+from tradenova_dagster.store import Store
 
 MODES = ("sim", "alpaca_paper", "alpaca_live")
 
@@ -41,7 +42,7 @@ class BrokerResource(dg.ConfigurableResource):
     max_attempts: int = 3
     backoff_s: float = 0.5
     stale_order_age_s: float = 300.0
-    option_commission_per_contract: float = 0.65
+    option_commission_per_contract: float = OPTION_COMMISSION_PER_CONTRACT  # rules.py, the one home
     initial_cash: float = 100_000.0
     strategy: str = "tradenova"
 

@@ -7,8 +7,9 @@ from typing import List, Optional
 import dagster as dg
 from pydantic import model_validator
 
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.risk import (
+    DEFAULT_LEVELS,
     AdvancedRiskManager,
     KillSwitch,
     LadderConfig,
@@ -40,12 +41,13 @@ class RiskResource(dg.ConfigurableResource):
     max_spread_pct: float = RiskLimits.max_spread_pct
     max_position_pct: float = RiskLimits.max_position_pct
     max_open_positions: int = RiskLimits.max_open_positions
-    take_profit_gains: List[float] = [0.40, 0.60, 1.00, 1.50, 2.00]
-    take_profit_fractions: List[float] = [0.50, 0.20, 0.10, 0.10, 1.00]
-    stop_loss_pct: float = 0.15
-    trail_arm_pct: float = 1.50
-    trail_floor_pct: float = 1.00
-    trail_pct: float = 0.20
+    # The ladder's defaults are LadderConfig's own (risk.profit.DEFAULT_LEVELS).
+    take_profit_gains: List[float] = [level.gain_pct for level in DEFAULT_LEVELS]
+    take_profit_fractions: List[float] = [level.sell_fraction for level in DEFAULT_LEVELS]
+    stop_loss_pct: float = LadderConfig.stop_loss_pct
+    trail_arm_pct: float = LadderConfig.trail_arm_pct
+    trail_floor_pct: float = LadderConfig.trail_floor_pct
+    trail_pct: float = LadderConfig.trail_pct
     kill_switch_max_age_s: float = 30.0
     flush_interval_s: float = 5.0
     db_path: Optional[str] = None

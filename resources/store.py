@@ -6,7 +6,7 @@ from typing import Optional
 
 import dagster as dg
 
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 
 class StoreResource(dg.ConfigurableResource):

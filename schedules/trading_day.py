@@ -28,14 +28,14 @@ account and mode are read back), which the watchdog and kill-switch sensors shar
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 import pandas as pd
 
 from tradenova_dagster.config import SESSION_CONCURRENCY_TAG
 from tradenova_dagster.market import calendar
-from tradenova_dagster.session.timetable import DayPlan, Event, is_due
+from tradenova_dagster.session.timetable import FLATTEN_BEFORE_CLOSE, DayPlan, Event, is_due
 
 NEW_YORK = calendar.NEW_YORK
 ACCOUNT_ENV = "TRADENOVA_ACCOUNT"
@@ -48,10 +48,27 @@ SESSION_JOB = "trading_session_job"
 SESSION_OP = "trading_session"
 SESSION_GRACE = timedelta(minutes=30)  # a session may run until 30 minutes after the close
 
+NYSE_CLOSES = (time(13, 0), time(16, 0))  # an early and a regular close, New York time
+
+
+def _wall_before(close: time, delta: timedelta) -> time:
+    return (datetime.combine(date(2000, 1, 3), close) - delta).time()
+
+
+def _cron_at(times: list[time]) -> str:
+    """A weekday cron ticking at each of ``times`` (and perhaps more: is_due filters)."""
+    minutes = ",".join(str(m) for m in sorted({t.minute for t in times}))
+    hours = ",".join(str(h) for h in sorted({t.hour for t in times}))
+    return f"{minutes} {hours} * * 1-5"
+
+
+FLATTEN_MINUTES = int(FLATTEN_BEFORE_CLOSE.total_seconds() // 60)  # the timetable's, for messages
+FLATTEN_TIMES = [_wall_before(close, FLATTEN_BEFORE_CLOSE) for close in NYSE_CLOSES]  # 12:50, 15:50
+
 # Crons (New York time) that tick at every time the event can be due; is_due picks the one.
 WARMUP_CRON = "0 8 * * 1-5"
 SESSION_CRON = "30 9 * * 1-5"
-FLATTEN_CRON = "50 12,15 * * 1-5"  # 10 minutes before a 13:00 or a 16:00 close
+FLATTEN_CRON = _cron_at(FLATTEN_TIMES)  # FLATTEN_BEFORE_CLOSE before a 13:00 or a 16:00 close
 REPORT_CRON = "5,15 13,16 * * 1-5"  # 16:05 after a normal close, 13:15 after an early one
 MONITOR_CRON = "*/5 9-15 * * 1-5"  # every 5 minutes from 09:00; is_due keeps 09:30 to the close
 TRAINING_CRON = "0 6 * * 6"  # Saturday 06:00, no market to disturb
@@ -170,17 +187,19 @@ def trading_session_schedule(context: dg.ScheduleEvaluationContext):
 @dg.schedule(
     name="flatten_schedule", cron_schedule=FLATTEN_CRON, job_name="flatten_job", execution_timezone=NEW_YORK,
     default_status=default_schedule_status(),
-    description="10 minutes before the close (15:50, or 12:50 on early-close days): cancel every order, "
-    "close every position, verify flat." + _AUTOSTART_NOTE,
+    description=f"{FLATTEN_MINUTES} minutes before the close ({FLATTEN_TIMES[1]:%H:%M}, or "
+    f"{FLATTEN_TIMES[0]:%H:%M} on early-close days): cancel every order, close every position, verify flat."
+    + _AUTOSTART_NOTE,
 )
 def flatten_schedule(context: dg.ScheduleEvaluationContext):
-    """10 minutes before that day's close; stopped unless TRADENOVA_AUTOSTART=1."""
+    """``FLATTEN_BEFORE_CLOSE`` (10 minutes) before that day's close; stopped unless
+    TRADENOVA_AUTOSTART=1."""
     tick, skip = _due(Event.FLATTEN, context)
     if skip:
         return skip
     day, account = tick.date().isoformat(), trading_account()
     close = DayPlan.for_day(tick.date()).close
-    reason = f"scheduled flatten 10 minutes before the {close:%H:%M} close on {day}"
+    reason = f"scheduled flatten {FLATTEN_MINUTES} minutes before the {close:%H:%M} close on {day}"
     return _op_request("flatten_job", "flatten", f"flatten-{day}-{account}", {"account": account, "reason": reason},
                        day)
 

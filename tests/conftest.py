@@ -25,7 +25,7 @@ def tradenova_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def store(tradenova_home):
     """A real DuckDB store file in the test's TRADENOVA_HOME, schema migrated."""
-    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.store import Store
 
     return Store(tradenova_home / "tradenova.duckdb")
 

@@ -12,6 +12,8 @@ acted on or ``after`` it (the order then exists, but the client does not hear so
 - ``http_429``: rate limited (JSON error);
 - ``timeout``: no reply within the client's timeout — ``after``: the order was created;
   ``before``: the request is held, then acted on late (a late arrival);
+- ``lost``: no reply within the client's timeout, and the request is never acted on (a
+  proxy that gave up on it): the broker never got it (``before`` only);
 - ``reset``: the connection is reset with no reply;
 - ``duplicate_422``: Alpaca's "client_order_id must be unique" reply;
 - ``not_json``: HTTP 200 with a body that is not JSON;
@@ -40,7 +42,7 @@ from tradenova_dagster.market.options import implied_vol
 
 API_KEY = "test-trading-key"
 SECRET_KEY = "test-trading-secret"
-FAULTS = ("http_500_html", "http_502_html", "http_429", "timeout", "reset", "duplicate_422", "not_json",
+FAULTS = ("http_500_html", "http_502_html", "http_429", "timeout", "lost", "reset", "duplicate_422", "not_json",
           "unknown_enum")
 
 
@@ -91,7 +93,7 @@ class FakeAlpacaTrading:
 
     def inject(self, kind: str, when: str = "before", method: str = "POST", path: str = "/v2/orders",
                times: int = 1) -> None:
-        if kind not in FAULTS or when not in ("before", "after"):
+        if kind not in FAULTS or when not in ("before", "after") or (kind == "lost" and when != "before"):
             raise ValueError(f"unknown fault {kind!r}/{when!r}")
         with self._lock:
             self._faults.append(Fault(kind, when, method, path, times))
@@ -279,19 +281,8 @@ class FakeAlpacaTrading:
                 if method == "DELETE":
                     sim.cancel_order(order_id)
                     return 204, None
-                if method == "PATCH":
-                    body = body or {}
-                    replaced = sim.replace_order(order_id, qty=_float(body.get("qty")),
-                                                 limit_price=_float(body.get("limit_price")),
-                                                 stop_price=_float(body.get("stop_price")),
-                                                 time_in_force=body.get("time_in_force"),
-                                                 client_order_id=body.get("client_order_id"))
-                    return 200, self.order_json(replaced)
             if path == "/v2/positions" and method == "GET":
                 return 200, [self.position_json(p) for p in sim.get_positions()]
-            if path == "/v2/positions" and method == "DELETE":
-                orders = sim.close_all_positions(cancel_orders=query.get("cancel_orders") in ("true", "True"))
-                return 207, [{"symbol": o.symbol, "status": 200, "body": self.order_json(o)} for o in orders]
             if path.startswith("/v2/positions/"):
                 symbol = unquote(path.rsplit("/", 1)[1])
                 if method == "GET":
@@ -392,6 +383,9 @@ class FakeAlpacaTrading:
                         time.sleep(fake.hang_s)
                         entry["late_status"], _ = fake.route(method, url.path, query, body)  # the client is gone
                         return self._reset()
+                    if fault.kind == "lost":
+                        time.sleep(fake.hang_s)  # past the client's timeout; never acted on
+                        return self._reset()
                     if fault.kind == "reset":
                         return self._reset()
                     return self._fault_reply(fault.kind, None)
@@ -432,9 +426,6 @@ class FakeAlpacaTrading:
 
             def do_DELETE(self):
                 self._serve("DELETE")
-
-            def do_PATCH(self):
-                self._serve("PATCH")
 
         return Handler
 

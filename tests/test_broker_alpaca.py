@@ -20,7 +20,9 @@ from tradenova_dagster.broker import (
     SimBroker,
     TransientBrokerError,
 )
+from tradenova_dagster.broker.executor import LongOnlyRefused
 from tradenova_dagster.domain import Order, OrderClass, OrderStatus, OrderType
+from tradenova_dagster.ledger.book import LongOnlyViolation
 
 
 @pytest.fixture
@@ -56,11 +58,10 @@ def test_the_protocol_round_trips_through_alpaca_py(world):
     open_orders = broker.list_orders("open")
     assert {o.client_order_id for o in open_orders if o.parent_id is None} == {"rt-2"}
     assert {o.parent_id for o in open_orders if o.parent_id} == {bracket.id}  # legs known as legs
-    replaced = broker.replace_order(bracket.id, limit_price=500.5, client_order_id="rt-2b")
-    assert replaced.limit_price == 500.5 and broker.get_order(bracket.id).status is OrderStatus.REPLACED
-    broker.cancel_order(replaced.id)
+    broker.cancel_order(bracket.id)
+    assert broker.get_order(bracket.id).status is OrderStatus.CANCELED
     with pytest.raises(BrokerRejected) as caught:
-        broker.cancel_order(replaced.id)
+        broker.cancel_order(bracket.id)
     assert caught.value.status_code == 422
     with pytest.raises(NotFound):
         broker.get_order_by_client_id("never-sent")
@@ -71,8 +72,9 @@ def test_the_protocol_round_trips_through_alpaca_py(world):
     assert broker.cancel_all_orders()
     closing = broker.close_position("SPY", qty=4)
     assert (closing.side.value, closing.qty) == ("sell", 4)
-    closing_all = broker.close_all_positions(cancel_orders=True)
-    assert [(o.symbol, o.qty) for o in closing_all] == [("SPY", 10)]  # the pending close of 4 was canceled
+    sim.on_bar(clock.minutes(1), "SPY", bar(502))
+    assert [(p.symbol, p.qty) for p in broker.get_positions()] == [("SPY", 6)]
+    assert (broker.close_position("SPY").qty, broker.get_position("SPY").qty) == (6, 6)  # the rest, once filled
     sim.on_bar(clock.minutes(1), "SPY", bar(502))
     assert broker.get_positions() == []
     account = broker.get_account()
@@ -178,3 +180,81 @@ def test_executor_wraps_a_raw_trading_client_and_leaves_it_untouched(world):
     assert result.outcome == "submitted" and result.order.order_type is OrderType.LIMIT
     assert "marketable limit" in result.route
     assert any(e["path"] == "/v1beta1/options/snapshots" for e in fake.log)
+
+
+def test_alpaca_broker_refuses_an_option_sell_above_what_is_held_before_sending_it(world):
+    sim, fake, broker, clock = world
+    option = call_symbol(500)
+    with pytest.raises(LongOnlyRefused) as caught:
+        broker.submit_order(Order(option, 1, "sell", "naked"))  # nothing held: a naked short
+    assert isinstance(caught.value, BrokerRejected) and isinstance(caught.value, LongOnlyViolation)
+    assert caught.value.status_code == 403 and f"sell 1 {option} refused" in str(caught.value)
+    assert fake.requests_to("POST", "/v2/orders") == 0  # Alpaca never saw it
+    broker.submit_order(Order(option, 2, "buy", "open-2"))
+    sim.on_bar(clock.minutes(1), "SPY", 500.0)
+    resting = broker.submit_order(Order(option, 1, "sell", "tp-1", "limit", limit_price=50.0))
+    with pytest.raises(LongOnlyRefused, match="holds 2 and open sell orders already claim 1"):
+        broker.submit_order(Order(option, 2, "sell", "stop-2"))
+    assert fake.requests_to("POST", "/v2/orders") == 2
+    assert broker.submit_order(Order(option, 1, "sell", "stop-1")).side.value == "sell"  # both now claimed
+    # The same order sent again is not a competing sell: it goes out, and Alpaca answers that it has it.
+    with pytest.raises(BrokerRejected) as duplicate:
+        broker.submit_order(Order(option, 1, "sell", "tp-1", "limit", limit_price=50.0))
+    assert duplicate.value.is_duplicate_client_order_id and fake.requests_to("POST", "/v2/orders") == 4
+    sim.on_bar(clock.minutes(1), "SPY", 500.0)
+    assert sim.get_position(option).qty == 1 and sim.get_order(resting.id).is_open
+
+
+def test_alpaca_broker_sends_nothing_when_it_cannot_read_the_holdings(world):
+    sim, fake, broker, clock = world
+    option = call_symbol(500)
+    fake.inject("http_502_html", when="before", method="GET", path=f"/v2/positions/{option}", times=3)
+    with pytest.raises(TransientBrokerError) as caught:
+        broker.submit_order(Order(option, 1, "sell", "blind"))
+    assert not caught.value.maybe_sent and "could not check what the account holds" in caught.value.message
+    assert fake.requests_to("POST", "/v2/orders") == 0
+
+
+def test_equity_sells_are_not_checked_by_alpaca_broker(world):
+    sim, fake, broker, clock = world
+    with pytest.raises(BrokerRejected, match="insufficient qty available"):  # Alpaca's own answer
+        broker.submit_order(Order("SPY", 5, "sell", "equity-sell"))
+    assert fake.requests_to("POST", "/v2/orders") == 1
+    assert fake.requests_to("GET", "/v2/positions/SPY") == 0
+
+
+def test_executor_over_a_trading_client_refuses_a_naked_option_sell(world):
+    sim, fake, broker, clock = world
+    executor = BrokerExecutor(TradingClient(API_KEY, SECRET_KEY, paper=True, url_override=fake.url), clock=clock,
+                              timeout_s=2.0)
+    result = executor.execute_market_order(call_symbol(500), 2, "sell", intent="stop")
+    assert (result.outcome, result.ok, result.attempts, result.status_code) == ("refused", False, 0, 403)
+    assert "holds 0" in result.error and fake.requests_to("POST", "/v2/orders") == 0
+
+
+def test_executor_limit_bracket_and_oco_orders_go_through_alpaca_py(world):
+    sim, fake, broker, clock = world
+    executor = BrokerExecutor(TradingClient(API_KEY, SECRET_KEY, paper=True, url_override=fake.url), clock=clock,
+                              timeout_s=2.0)
+    limit = executor.execute_limit_order("SPY", 2, "buy", 499.0)
+    assert limit.outcome == "submitted"
+    assert fake.log[-1]["body"] == {"symbol": "SPY", "qty": 2, "side": "buy", "type": "limit", "time_in_force": "day",
+                                    "limit_price": 499.0, "client_order_id": limit.client_order_id}
+    bracket = executor.execute_bracket_order("SPY", 3, "buy", 500.5, take_profit=505, stop_loss=495)
+    body = fake.log[-1]["body"]
+    assert (body["order_class"], body["limit_price"], body["take_profit"], body["stop_loss"]) == (
+        "bracket", 500.5, {"limit_price": 505.0}, {"stop_price": 495.0})
+    assert bracket.order.order_class is OrderClass.BRACKET and len(bracket.order.legs) == 2
+    sim.on_bar(clock.minutes(1), "SPY", bar(500, low=498.5))  # the limit and the bracket's entry fill
+    assert sim.get_position("SPY").qty == 5
+    oco = executor.execute_oco_order("SPY", 2, "sell", take_profit=520, stop_loss=480)
+    body = fake.log[-1]["body"]
+    assert (body["order_class"], body["take_profit"], body["stop_loss"]) == (
+        "oco", {"limit_price": 520.0}, {"stop_price": 480.0})
+    assert oco.ok and (oco.order.take_profit_price, oco.order.stop_loss_price) == (520, 480)
+    sim.on_bar(clock.minutes(1), "SPY", bar(504, high=506))  # the bracket's take-profit, not the OCO's
+    assert sim.get_position("SPY").qty == 2
+    sim.on_bar(clock.minutes(1), "SPY", bar(490, low=479))  # the OCO's stop
+    assert broker.get_positions() == []
+    statuses = {o.client_order_id: o.status for o in broker.list_orders("all") if o.parent_id is None}
+    assert statuses[oco.client_order_id] is OrderStatus.CANCELED  # its take-profit half, canceled by the stop

@@ -10,6 +10,7 @@ from alpaca.trading.client import TradingClient
 from broker_helpers import StepClock
 from fake_alpaca_trading import API_KEY, SECRET_KEY, FakeAlpacaTrading, count_orders
 from tradenova_dagster.broker import BrokerExecutor, SimBroker
+from tradenova_dagster.broker.executor import OutcomeStillUnknown
 
 TIMEOUT_S = 1.0  # the executor's HTTP timeout; a "hung" reply comes after HANG_S
 HANG_S = 1.6
@@ -85,18 +86,52 @@ def test_a_lost_reply_whose_lookup_also_fails_is_settled_by_the_duplicate_reply(
     assert count_orders(sim) == 1
 
 
-def test_unknown_when_the_last_attempt_may_have_landed_and_nobody_can_tell(world):
-    sim, fake, executor = world
-    fake.inject("timeout", when="after", times=3)
-    fake.inject("http_500_html", when="before", method="GET", path=LOOKUP, times=9)
+def _unknown(executor, fake, fault: str, qty: float = 5):
+    """An order whose only attempt got no reply and whose lookups all failed: ``unknown``."""
+    fake.inject(fault, when="before" if fault == "lost" else "after")
+    fake.inject("http_500_html", when="before", method="GET", path=LOOKUP, times=3)  # every read retry
     executor.max_attempts = 1
-    result = executor.execute_market_order("SPY", 5, "buy")
+    result = executor.execute_market_order("SPY", qty, "buy")
     fake.wait_idle()
-    assert result.outcome == "unknown" and not result.ok
-    # The next job's reconciliation finds it by its client_order_id.
+    assert (result.outcome, result.ok, result.order) == ("unknown", False, None), result.events
     fake.clear_faults()
-    report = executor.reconcile([result.client_order_id])
-    assert report["orders"][result.client_order_id] is not None
+    return result
+
+
+def test_an_unknown_outcome_after_a_timeout_after_create_resolves_to_the_order(world):
+    sim, fake, executor = world
+    result = _unknown(executor, fake, "timeout")
+    posts = fake.requests_to("POST", ORDERS)
+    found = executor.resolve([result.client_order_id])
+    assert found[result.client_order_id].client_order_id == result.client_order_id
+    assert found[result.client_order_id].qty == 5 and count_orders(sim, result.client_order_id) == 1
+    assert fake.requests_to("POST", ORDERS) == posts  # resolving sends nothing
+
+
+def test_an_unknown_outcome_after_a_timeout_before_create_resolves_to_none(world):
+    sim, fake, executor = world
+    result = _unknown(executor, fake, "lost")
+    assert executor.resolve([result.client_order_id]) == {result.client_order_id: None}
+    assert count_orders(sim) == 0  # the broker never got it: safe to decide again
+    again = executor.execute_market_order("SPY", 5, "buy")  # the same decision, sent again
+    assert again.outcome == "submitted" and count_orders(sim, result.client_order_id) == 1
+
+
+def test_a_5xx_on_the_lookup_is_retried_then_the_answer_comes(world):
+    sim, fake, executor = world
+    found_first = _unknown(executor, fake, "timeout")
+    lost = _unknown(executor, fake, "lost", qty=3)
+    fake.inject("http_502_html", when="before", method="GET", path=LOOKUP)  # one failure: the read is retried
+    lookups = fake.requests_to("GET", LOOKUP)
+    answer = executor.resolve([found_first.client_order_id, lost.client_order_id])
+    assert answer[found_first.client_order_id].qty == 5 and answer[lost.client_order_id] is None
+    assert fake.requests_to("GET", LOOKUP) == lookups + 3  # 502, then the two answers
+    fake.inject("http_500_html", when="before", method="GET", path=LOOKUP, times=3)  # every read retry
+    with pytest.raises(OutcomeStillUnknown) as caught:
+        executor.resolve([found_first.client_order_id, lost.client_order_id])
+    assert list(caught.value.unresolved) == [found_first.client_order_id]  # still unknown: ask again later
+    assert caught.value.resolved == {lost.client_order_id: None}
+    assert executor.resolve([found_first.client_order_id])[found_first.client_order_id].qty == 5
     assert count_orders(sim) == 1
 
 

@@ -9,14 +9,14 @@ import uuid
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from broker_helpers import MONDAY_OPEN, bar, call_symbol
 from tradenova_dagster.broker import BrokerRejected, SimBroker, SimConfig
 from tradenova_dagster.domain import OPTION_MULTIPLIER, Order, OptionContract
 from tradenova_dagster.market import calendar
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 SYMBOLS = ["SPY", call_symbol(500), call_symbol(495, kind="P")]
 
@@ -32,6 +32,7 @@ one_op = st.integers(0, 19).flatmap(
     lambda k: order_op if k < 10 else bar_op if k < 16 else cancel_op if k < 18 else rare_op)
 ops = st.lists(one_op, min_size=8, max_size=40)
 FRIDAY_CLOSE = pd.Timestamp("2024-03-08 20:58", tz="UTC")  # two minutes before the options expire
+FRIDAY_EXPIRY = pd.Timestamp("2024-03-08 21:00", tz="UTC")  # the week's contracts stop trading
 
 
 class Clock:
@@ -63,25 +64,81 @@ def _check_in_memory(sim: SimBroker) -> None:
         assert 0 <= order.filled_qty <= order.qty + 1e-9
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sequence=ops)
-def test_random_trading_keeps_cash_positions_and_equity_consistent(shared_store, sequence):
+def _must_be_accepted(sim: SimBroker, clock: "Clock", symbol: str, side: str, qty: int, limit: float | None) -> bool:
+    """Whether Alpaca's rules leave the broker no reason to refuse this order, judged
+    conservatively from the test's side: a buy that costs (at its limit, or the ask plus
+    the 4% market-buy buffer, plus commissions) at most half the cash while no other buy
+    is open; a sell of no more than the held quantity while no other sell of that symbol
+    is open. Options only while their contract still trades."""
+    if OptionContract.is_option_symbol(symbol) and clock.t >= FRIDAY_EXPIRY:
+        return False
+    open_orders = sim.list_orders("open", limit=10_000)
+    if side == "buy":
+        if any(o.side.value == "buy" for o in open_orders):
+            return False
+        price = limit if limit is not None else sim.get_quote(symbol).ask * 1.04
+        cost = qty * price * _multiplier(symbol) + 0.65 * qty
+        return cost <= 0.5 * sim.account_snapshot()["cash"]
+    held = {p.symbol: p.qty for p in sim.get_positions()}.get(symbol, 0.0)
+    return 0 < qty <= held and not any(o.side.value == "sell" and o.symbol == symbol for o in open_orders)
+
+
+def _trades_before_the_close(t: pd.Timestamp) -> bool:
+    """The bar one minute after ``t`` still falls inside ``t``'s regular session."""
+    day = calendar.as_date(t)
+    if not calendar.is_trading_day(day):
+        return False
+    open_, close = calendar.session_open_close(day)
+    return open_ <= t and t + pd.Timedelta(minutes=1) < close
+
+
+def test_random_trading_keeps_cash_positions_and_equity_consistent(shared_store):
+    # Tallies across all examples: the property is only worth something if orders fill.
+    tally = {"orders": 0, "accepted": 0, "orders_filled": 0, "must_accept": 0, "must_fill": 0}
+
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None)
+    @given(sequence=ops)
+    def run(sequence):
+        _random_trading(shared_store, sequence, tally)
+
+    run()
+    # A broker that refuses (or never fills) every order passes every book identity
+    # trivially; these make it fail. Measured on this derandomised run: 308 orders,
+    # 177 accepted, 156 (partly) filled, 150 that had to be accepted, 50 checked fills.
+    assert tally["orders"] >= 200, tally
+    assert tally["must_accept"] >= 50 and tally["must_fill"] >= 25, tally
+    assert tally["accepted"] >= 0.3 * tally["orders"], tally
+    assert tally["orders_filled"] >= 0.25 * tally["orders"], tally
+
+
+def _random_trading(shared_store, sequence, tally) -> None:
     clock = Clock()
     account = f"backtest:{uuid.uuid4().hex[:8]}"
     sim = SimBroker(account, shared_store, SimConfig(initial_cash=50_000, equity_displayed_size=25), clock=clock)
     spot = 500.0
+    submitted = []
     with sim.batch():
         sim.on_bar(clock.t, "SPY", spot, vix=16)
         for n, op in enumerate(sequence):
             kind = op[0]
+            expect_fill = None
             if kind == "order":
                 _, symbol, side, qty, order_type, offset = op
                 quote = sim.get_quote(symbol)
                 limit = round(max(quote.mid * (1 + offset), 0.01), 2) if order_type == "limit" else None
+                must = _must_be_accepted(sim, clock, symbol, side, qty, limit)
+                tally["orders"] += 1
+                tally["must_accept"] += must
                 try:
-                    sim.submit_order(Order(symbol, qty, side, f"o{n}", order_type, limit_price=limit))
-                except BrokerRejected:
-                    pass  # buying power, quantity, an expired contract: refused, nothing changes
+                    placed = sim.submit_order(Order(symbol, qty, side, f"o{n}", order_type, limit_price=limit))
+                except BrokerRejected as exc:
+                    # buying power, quantity, an expired contract: refused, nothing changes
+                    assert not must, f"order {op} refused although nothing forbids it: {exc}"
+                else:
+                    tally["accepted"] += 1
+                    submitted.append(placed.id)
+                    if must and order_type == "market" and side == "buy" and _trades_before_the_close(clock.t):
+                        expect_fill = (placed.id, min(qty, 25 if symbol == "SPY" else 50))
             if kind in ("order", "bar"):  # an order is followed by the next bar, which may fill it
                 move, wiggle = op[-2:] if kind == "bar" else (op[-1] / 3, 0.002)
                 close = round(spot * (1 + move), 2)
@@ -89,6 +146,10 @@ def test_random_trading_keeps_cash_positions_and_equity_consistent(shared_store,
                 sim.on_bar(clock.t, "SPY", bar(spot, max(spot, close) * (1 + wiggle), min(spot, close) * (1 - wiggle),
                                                close))
                 spot = close
+                if expect_fill is not None:  # a market buy fills at the next bar's open, up to the shown size
+                    order_id, shown = expect_fill
+                    assert sim.get_order(order_id).filled_qty == pytest.approx(shown), op
+                    tally["must_fill"] += 1
             elif kind == "friday_close":
                 if clock.t < FRIDAY_CLOSE:
                     clock.t = FRIDAY_CLOSE
@@ -102,6 +163,7 @@ def test_random_trading_keeps_cash_positions_and_equity_consistent(shared_store,
                 clock.t = calendar.session_open_close(day)[0]
                 sim.on_bar(clock.t, "SPY", spot)
             _check_in_memory(sim)
+    tally["orders_filled"] += sum(sim.get_order(i).filled_qty > 0 for i in submitted)
 
     # The books, from the fills recorded in DuckDB.
     fills = sim.get_fills()

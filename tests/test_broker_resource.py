@@ -16,7 +16,7 @@ from conftest import REPO_ROOT
 from fake_alpaca_trading import API_KEY, SECRET_KEY, FakeAlpacaTrading
 from resources.broker import BrokerResource
 from tradenova_dagster.broker import AlpacaBroker, LiveTradingRefused, SimBroker
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 
 @dg.op

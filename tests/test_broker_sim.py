@@ -13,7 +13,7 @@ import pytest
 from broker_helpers import MONDAY_OPEN, StepClock, bar, call_symbol
 from conftest import REPO_ROOT
 from tradenova_dagster.broker import BrokerRejected, ConcurrentAccountUpdate, NotFound, SimBroker, SimConfig
-from tradenova_dagster.broker.base import CODE_FORBIDDEN, CODE_INVALID
+from tradenova_dagster.broker.base import CODE_FORBIDDEN, CODE_INVALID, CODE_UNPROCESSABLE
 from tradenova_dagster.domain import Order, OrderStatus
 from tradenova_dagster.market.chain import DEFAULT_MODEL
 
@@ -226,25 +226,144 @@ def test_options_price_from_the_underlying_pay_commission_and_settle_at_expiry(s
     assert (settled["symbol"], settled["price"], settled["qty"]) == (symbol, 7.0, 2.0)
 
 
-def test_cancel_replace_and_close(sim, clock):
+def test_cancel_and_close(sim, clock):
     order = sim.submit_order(Order("SPY", 5, "buy", "c1", "limit", limit_price=490))
-    replaced = sim.replace_order(order.id, limit_price=495, client_order_id="c1-r")
-    assert sim.get_order(order.id).status is OrderStatus.REPLACED
-    assert sim.order_details([order.id])[order.id]["replaced_by"] == replaced.id
-    assert replaced.limit_price == 495 and replaced.client_order_id == "c1-r"
-    sim.cancel_order(replaced.id)
+    sim.cancel_order(order.id)
+    assert sim.order_details([order.id])[order.id]["canceled_at"] == clock.t
     with pytest.raises(BrokerRejected, match='already in "canceled" state'):
-        sim.cancel_order(replaced.id)
+        sim.cancel_order(order.id)
     with pytest.raises(NotFound):
         sim.get_order_by_client_id("nope")
     sim.submit_order(Order("SPY", 3, "buy", "c2"))
     sim.submit_order(Order("SPY", 1, "buy", "c3", "limit", limit_price=400))
     step(sim, clock)
-    closing = sim.close_all_positions()
-    assert [(o.symbol, o.side.value, o.qty) for o in closing] == [("SPY", "sell", 3)]
-    assert sim.get_order_by_client_id("c3").status is OrderStatus.CANCELED
+    assert sim.cancel_all_orders() == [sim.get_order_by_client_id("c3").id]
+    closing = sim.close_position("SPY")
+    assert (closing.symbol, closing.side.value, closing.qty) == ("SPY", "sell", 3)
+    with pytest.raises(BrokerRejected, match=r"insufficient qty available .*available: 0"):
+        sim.close_position("SPY", qty=1)  # the closing order already claims all 3
     step(sim, clock)
     assert sim.get_positions() == []
+    with pytest.raises(NotFound, match="position does not exist"):
+        sim.close_position("SPY")
+
+
+def test_a_final_order_never_changes_state_through_the_public_api(sim, clock, store):
+    filled = sim.submit_order(Order("SPY", 2, "buy", "f1"))
+    step(sim, clock)
+    with pytest.raises(BrokerRejected) as caught:
+        sim.cancel_order(filled.id)
+    assert (caught.value.status_code, caught.value.code) == (422, CODE_UNPROCESSABLE)
+    assert 'already in "filled" state' in caught.value.message
+    after = sim.get_order(filled.id)
+    assert (after.status, after.filled_qty) == (OrderStatus.FILLED, 2)
+    assert sim.cancel_all_orders() == []
+    # A canceled order never fills later, and the fresh process's view agrees.
+    canceled = sim.submit_order(Order("SPY", 1, "buy", "f2"))
+    sim.cancel_order(canceled.id)
+    assert step(sim, clock, open_=499) == []
+    again = SimBroker("sim:test", store, clock=clock)
+    assert [(o.client_order_id, o.status) for o in again.list_orders("all")] == [
+        ("f2", OrderStatus.CANCELED), ("f1", OrderStatus.FILLED)]
+    assert store.query("SELECT status FROM sim_orders WHERE account = 'sim:test' AND client_order_id = 'f1'") == [
+        ("filled",)]
+
+
+def test_the_order_book_refuses_a_move_alpaca_never_makes(clock):
+    """Below the public API: the one place a status changes asks ledger.orders.advance."""
+    from tradenova_dagster.broker.sim_orders import OrderBook
+    from tradenova_dagster.ledger.orders import IllegalTransition
+
+    book = OrderBook(lambda: clock.t)
+    order = book.create(Order("SPY", 2, "buy", "t1"), clock.t, None, None)
+    with pytest.raises(IllegalTransition, match="only 1 of 2"):
+        book.transition(order, OrderStatus.FILLED, filled_qty=1)
+    book.transition(order, OrderStatus.PARTIALLY_FILLED, filled_qty=1)
+    with pytest.raises(IllegalTransition, match="not a move Alpaca makes"):
+        book.transition(order, OrderStatus.REJECTED)
+    book.transition(order, OrderStatus.FILLED, filled_qty=2)
+    assert book.open_orders() == []
+    for status in (OrderStatus.CANCELED, OrderStatus.NEW, OrderStatus.REJECTED):
+        with pytest.raises(IllegalTransition, match="final"):
+            book.transition(order, status)
+    with pytest.raises(IllegalTransition, match="went down"):
+        book.transition(order, OrderStatus.FILLED, filled_qty=1)
+    assert (order.status, order.filled_qty) == (OrderStatus.FILLED, 2)
+
+
+def test_options_are_long_only_a_naked_or_oversized_sell_is_refused(sim, clock):
+    symbol = call_symbol(500)
+    with pytest.raises(BrokerRejected) as caught:  # nothing held: a naked short
+        sim.submit_order(Order(symbol, 1, "sell", "n1"))
+    assert (caught.value.status_code, caught.value.code) == (403, CODE_FORBIDDEN)
+    assert "uncovered option contracts" in caught.value.message
+    sim.submit_order(Order(symbol, 2, "buy", "n2"))
+    step(sim, clock)
+    sim.submit_order(Order(symbol, 1, "sell", "n3", "limit", limit_price=1_000))  # open: claims 1 of the 2
+    with pytest.raises(BrokerRejected, match=r"insufficient qty available for order \(requested: 2, available: 1\)"):
+        sim.submit_order(Order(symbol, 2, "sell", "n4"))
+    with pytest.raises(BrokerRejected, match="insufficient qty available"):
+        sim.close_position(symbol, qty=2)
+    sim.submit_order(Order(symbol, 1, "sell", "n5"))
+    step(sim, clock)
+    assert [(p.symbol, p.qty) for p in sim.get_positions()] == [(symbol, 1)]
+    sim.cancel_order(sim.get_order_by_client_id("n3").id)
+    sim.submit_order(Order(symbol, 1, "sell", "n6"))
+    step(sim, clock)
+    with pytest.raises(BrokerRejected, match="uncovered option contracts"):  # all sold: short again refused
+        sim.submit_order(Order(symbol, 1, "sell", "n7"))
+    assert sim.get_positions() == []
+    fills = sim.get_fills()
+    assert list(fills["side"]) == ["buy", "sell", "sell"] and fills["qty"].tolist() == [2, 1, 1]
+
+
+def test_positions_and_cash_are_the_fold_of_the_fills(store, clock):
+    """The account view is Book.from_fills over the sim's own fills, in memory and stored."""
+    from tradenova_dagster.domain import Side
+    from tradenova_dagster.ledger.book import Book, LedgerFill
+
+    sim = SimBroker("sim:fold", store, SimConfig(equity_displayed_size=7), clock=clock)
+    sim.on_bar(clock.t, "SPY", 500.0, vix=15)
+    call, put = call_symbol(500), call_symbol(498, kind="P")
+    sim.submit_order(Order("SPY", 10, "buy", "e1"))  # 7 + 3: a partial fill
+    sim.submit_order(Order(call, 3, "buy", "e2"))
+    sim.submit_order(Order(put, 2, "buy", "e3"))
+    sim.on_bar(clock.minutes(1), "SPY", bar(501, high=502, low=500, close=501.5))
+    sim.on_bar(clock.minutes(1), "SPY", bar(502, close=503))
+    sim.submit_order(Order("SPY", 4, "sell", "x1"))
+    sim.submit_order(Order(call, 1, "sell", "x2"))
+    sim.submit_order(Order("SPY", 6, "buy", "e4", "limit", limit_price=499))
+    sim.on_bar(clock.minutes(1), "SPY", bar(501, low=498.5, close=500))
+    sim.on_bar(pd.Timestamp("2024-03-08 20:59", tz="UTC"), "SPY", 496.0)  # Friday: the options expire
+    sim.on_bar(pd.Timestamp("2024-03-11 13:30", tz="UTC"), "SPY", 497.0)
+
+    fills = sim.get_fills()
+    assert fills["seq"].tolist() == list(range(len(fills)))
+    assert set(fills["kind"]) == {"trade", "expiry"}
+    book = Book.from_fills(100_000, [
+        LedgerFill(r.fill_id, r.symbol, Side(r.side), r.qty, r.price, r.commission, r.ts, r.client_order_id, r.kind)
+        for r in fills.itertuples()])
+    expected = {s: (p.qty, pytest.approx(p.avg_entry_price)) for s, p in book.positions.items()}
+    assert expected == {"SPY": (12, pytest.approx(expected["SPY"][1]))}  # 10 - 4 + 6; the options settled
+    for broker in (sim, SimBroker("sim:fold", store, clock=clock)):  # this process, and a fresh one
+        assert {p.symbol: (p.qty, p.avg_entry_price) for p in broker.get_positions()} == expected
+        account, snap = broker.get_account(), broker.account_snapshot()
+        assert account.cash == pytest.approx(book.cash, abs=1e-9)
+        assert account.equity == pytest.approx(book.equity({"SPY": 497.0}), abs=1e-9)
+        assert snap["fees_paid"] == pytest.approx(book.fees_paid, abs=1e-9)
+        assert snap["realized_pl"] - snap["fees_paid"] + snap["unrealized_pl"] == pytest.approx(
+            account.equity - 100_000, abs=1e-6)
+    put_settled = fills[(fills["kind"] == "expiry") & (fills["symbol"] == put)].iloc[0]
+    assert (put_settled["price"], put_settled["qty"], put_settled["commission"]) == (2.0, 2.0, 0.0)  # 498 - 496
+    assert store.query("SELECT symbol, qty FROM sim_positions WHERE account = 'sim:fold'") == [("SPY", 12.0)]
+    columns = {c for (c,) in store.query("SELECT column_name FROM duckdb_columns() WHERE table_name = 'sim_accounts'")}
+    assert not columns & {"cash", "realized_pl", "fees_paid"}  # not kept beside the fills
+
+
+def test_option_commission_comes_from_the_rules():
+    from tradenova_dagster.rules import OPTION_COMMISSION_PER_CONTRACT
+
+    assert SimConfig().option_commission_per_contract == OPTION_COMMISSION_PER_CONTRACT
 
 
 def test_bad_updates_are_refused_with_the_field_named(sim, clock):
@@ -298,7 +417,7 @@ def test_a_flatten_in_another_process_closes_positions_at_the_last_stored_price(
     script = textwrap.dedent(f"""
         import pandas as pd
         from tradenova_dagster.broker import SimBroker, BrokerExecutor
-        from tradenova_dagster.metrics.store import Store
+        from tradenova_dagster.store import Store
         sim = SimBroker("sim:shared", Store({str(store.path)!r}))
         executor = BrokerExecutor(sim)
         results = executor.flatten(bar_time=pd.Timestamp("2024-03-04 20:50", tz="UTC"))

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from conftest import REPO_ROOT
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tradenova_dagster.market import calendar
 from tradenova_dagster.metrics import MetricsTracker
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -3,7 +3,6 @@ input is refused with a message naming the field, and nothing is partially writt
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone
@@ -11,9 +10,9 @@ from datetime import date, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from tradenova_dagster.domain import Decision, Fill, Order, OrderStatus, Signal
+from tradenova_dagster.domain import Decision, Fill, Signal
 from tradenova_dagster.metrics import MetricsTracker
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 NY = "America/New_York"
 
@@ -55,7 +54,7 @@ def test_importing_the_store_and_tracker_does_not_import_matplotlib():
     code = (
         "import sys\n"
         "from tradenova_dagster.metrics import MetricsTracker\n"
-        "import tradenova_dagster.metrics.store\n"
+        "import tradenova_dagster.store\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
         "assert 'dagster' not in sys.modules, 'dagster imported'\n"
     )
@@ -91,12 +90,8 @@ def test_an_occ_symbol_is_split_into_underlying_and_contract(tracker, store):
         "SPY", "SPY240315P00500000", "short")
 
 
-def test_recorders_for_orders_fills_equity_predictions_decisions(tracker, store):
+def test_recorders_for_fills_equity_predictions_decisions(tracker, store):
     ts = ny("2024-03-05 10:00")
-    order = Order("SPY240315C00510000", 2, "buy", "tn-2024-03-05-1", order_type="limit",
-                  limit_price=2.15, status=OrderStatus.FILLED, filled_qty=2, filled_avg_price=2.14,
-                  id="broker-1", created_at=ts)
-    tracker.record_order(order, agent="ppo", reason="BUY_CALL signal")
     fill = Fill("broker-1", "SPY240315C00510000", 2, 2.14, "buy", ts + pd.Timedelta(seconds=3),
                 commission=1.3, client_order_id="tn-2024-03-05-1")
     tracker.record_fill(fill)
@@ -108,12 +103,6 @@ def test_recorders_for_orders_fills_equity_predictions_decisions(tracker, store)
                          timestamp=ts, risk_level="HIGH")
     tracker.log_decision("ppo", 0.8, True, timestamp=ts)
 
-    o = store.query_df("SELECT * FROM orders").iloc[0]
-    assert (o["client_order_id"], o["broker_order_id"], o["asset_class"]) == (
-        "tn-2024-03-05-1", "broker-1", "us_option")
-    assert (o["order_type"], o["limit_price"], o["status"], o["filled_avg_price"]) == (
-        "limit", 2.15, "filled", 2.14)
-    assert math.isnan(o["stop_price"]) and o["agent"] == "ppo"
     f = store.query_df("SELECT * FROM fills").iloc[0]
     assert f["notional"] == pytest.approx(428.0) and f["commission"] == 1.3
     assert store.query("SELECT equity, cash, positions_value FROM equity_curve") == [
@@ -125,7 +114,7 @@ def test_recorders_for_orders_fills_equity_predictions_decisions(tracker, store)
     decisions = store.query(
         "SELECT signal, allowed, reason, risk_level FROM agent_decisions ORDER BY allowed")
     assert decisions == [("BUY_CALL", False, "VIX 33.1 > 32", "HIGH"), ("BUY_CALL", True, "", None)]
-    for table in ("orders", "fills", "equity_curve", "rl_predictions", "agent_decisions"):
+    for table in ("fills", "equity_curve", "rl_predictions", "agent_decisions"):
         assert store.query(f"SELECT DISTINCT day, account FROM {table}") == [
             (date(2024, 3, 5), "sim:default")]
 
@@ -185,8 +174,6 @@ def test_other_recorders_refuse_bad_input(tracker, store):
         tracker.log_decision("ppo", "FLAT", "yes", timestamp=ts)
     with pytest.raises(ValueError, match="agent"):
         tracker.log_decision("my agent!", "FLAT", True, timestamp=ts)
-    with pytest.raises(ValueError, match="order"):
-        tracker.record_order({"symbol": "SPY"})
     with pytest.raises(ValueError, match="fill"):
         tracker.record_fill(None)
     with pytest.raises(ValueError, match="initial_capital"):

@@ -11,7 +11,7 @@ import pandas as pd
 from assets.reports import daily_report
 from resources.store import StoreResource
 from tradenova_dagster.metrics import MetricsTracker
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 NY = "America/New_York"
 DAY = "2024-03-08"

@@ -123,7 +123,7 @@ def test_switch_set_in_one_process_is_seen_by_another(store, tradenova_home):
 
     KillSwitch(store).turn_off("back to normal", set_by="test")
     seen = _child(tradenova_home, """
-        from tradenova_dagster.metrics.store import Store
+        from tradenova_dagster.store import Store
         from tradenova_dagster.risk import KillSwitch
         ks = KillSwitch(Store(), account="sim:default")
         print("on" if ks.is_on() else "off", ks.state().reason)
@@ -136,7 +136,7 @@ def test_halt_in_one_process_is_seen_by_a_running_manager(store, tradenova_home)
     session = AdvancedRiskManager(store=store, account="sim:default", max_age_s=None)
     assert session.check_trade_allowed("SPY", 1, 100.0, "buy")[0]
     done = _child(tradenova_home, """
-        from tradenova_dagster.metrics.store import Store
+        from tradenova_dagster.store import Store
         from tradenova_dagster.risk import AdvancedRiskManager
         AdvancedRiskManager(store=Store(), account="sim:default").update_equity(equity=97000.0)
     """)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from rl_helpers import planted_day, synthetic_day
 from tradenova_dagster.market.data import get_source
-from tradenova_dagster.market.options import MINUTES_PER_YEAR, bs_price
 from tradenova_dagster.rl.dataset import TrainingDataset, day_context, load_day
 from tradenova_dagster.rl.env import EnvConfig, RewardWeights, TradingEnv
 from tradenova_dagster.rl.features import (
@@ -159,47 +158,94 @@ def test_feature_builder_refuses_bars_out_of_order_or_outside_the_session(day):
         builder.add_bar(first.tz_localize(None), 600.0, 600.5)
 
 
-def test_a_position_opened_at_t_fills_at_the_next_open_and_marks_at_its_close(day):
-    config = EnvConfig(rewards=NO_SHAPING)
-    env = TradingEnv([day], config=config)
-    env.reset(options={"day": 0, "start": 10})
-    obs, reward, _, _, info = env.step(np.array([0.9], dtype=np.float32))  # CALL, decided at bar 10
-
-    vol = day.context.vix / 100
-    strike = round(day.opens[11])  # ATM on a $1 grid, at the fill
-    carry = 390 * config.expiry_days
-    t_open = (day.session_minutes - day.minutes[11] + carry) / MINUTES_PER_YEAR
-    t_close = (day.session_minutes - day.minutes[11] - 1 + carry) / MINUTES_PER_YEAR
-    mid_open = bs_price(day.opens[11], strike, t_open, vol, 0.0, True)
-    ask = mid_open + 0.5 * max(config.spread_pct * mid_open, config.min_spread)
-    cost = ask * 100 + config.commission
-    mark = bs_price(day.closes[11], strike, t_close, vol, 0.0, True) * 100
-    assert info["bar"] == 11 and info["position"] == 1
-    assert info["pnl"] == pytest.approx(mark - cost, rel=1e-9)
-    assert reward == pytest.approx((mark - cost) / config.scale, rel=1e-9)
-    assert obs[N_MARKET_FEATURES] == 1.0  # position feature: a call
-    assert obs[N_MARKET_FEATURES + 1] == pytest.approx((mark - cost) / cost, rel=1e-5)
+# Expected values below come from an independent Black-Scholes (py_vollib, not the env's
+# market.options) on a hand-built day, with every convention written out as a number:
+# a year is 252 x 390 = 98,280 trading minutes; the contract expires two sessions after
+# today's close (2 x 390 minutes of carry); a fill at bar b's open has 390 - b minutes of
+# today left, a mark at bar b's close 390 - b - 1; vol = VIX 20 / 100; 1 contract = 100
+# shares; each fill crosses half of a 1%-of-mid spread (min $0.01) and pays $0.65; one
+# reward unit is 1% of the $10,000 capital = $100.
+YEAR_MINUTES = 98_280
+CARRY_MINUTES = 2 * 390
 
 
-def test_a_round_trip_on_a_frozen_market_costs_one_spread_two_commissions_and_theta():
+def _vollib_price(flag: str, spot: float, strike: float, minutes_left: float) -> float:
+    from py_vollib.black_scholes import black_scholes
+
+    return black_scholes(flag, spot, strike, minutes_left / YEAR_MINUTES, 0.0, 0.20)
+
+
+def _hand_built_day(opens: dict[int, float], closes: dict[int, float]) -> DayData:
+    """A 390-bar session on 2024-03-05 at 500.00 flat, except the bars given."""
     import pandas as pd
 
     from tradenova_dagster.market import calendar
 
     starts = calendar.session_bar_starts("2024-03-05")
-    flat = pd.DataFrame({"timestamp": starts, "open": 500.0, "high": 500.0, "low": 500.0, "close": 500.0,
-                         "volume": 1.0})
-    frozen = DayData.from_bars("SPY", "2024-03-05", flat, DayContext(20.0, 50.0))
-    config = EnvConfig(rewards=NO_SHAPING)
-    env = TradingEnv([frozen], config=config)
+    o = np.full(len(starts), 500.0)
+    c = np.full(len(starts), 500.0)
+    for bar_index, price in opens.items():
+        o[bar_index] = price
+    for bar_index, price in closes.items():
+        c[bar_index] = price
+    bars = pd.DataFrame({"timestamp": starts, "open": o, "high": np.maximum(o, c), "low": np.minimum(o, c),
+                         "close": c, "volume": 1.0})
+    return DayData.from_bars("SPY", "2024-03-05", bars, DayContext(20.0, 50.0))
+
+
+def test_a_position_opened_at_t_fills_at_the_next_open_and_marks_at_its_close():
+    # Bars 10, 11 and 12 all differ, so filling or marking at the wrong bar shows.
+    day = _hand_built_day(opens={10: 499.00, 11: 500.30, 12: 502.00}, closes={10: 499.50, 11: 501.10, 12: 503.00})
+    env = TradingEnv([day], config=EnvConfig(rewards=NO_SHAPING))
+    env.reset(options={"day": 0, "start": 10})
+    obs, reward, _, _, info = env.step(np.array([0.9], dtype=np.float32))  # CALL, decided at bar 10
+
+    # Filled at bar 11's open (500.30): strike 500 (ATM on the $1 grid), 1159 minutes left.
+    mid_open = _vollib_price("c", 500.30, 500.0, 379 + CARRY_MINUTES)
+    cost = mid_open * 1.005 * 100 + 0.65  # the ask (mid + half of 1%) for 100 shares, plus commission
+    mark = _vollib_price("c", 501.10, 500.0, 378 + CARRY_MINUTES) * 100  # at bar 11's close, at mid
+    assert cost == pytest.approx(451.41, abs=0.005) and mark == pytest.approx(490.73, abs=0.005)  # by hand
+    assert info["bar"] == 11 and info["position"] == 1 and not info["trade_closed"]
+    assert info["pnl"] == pytest.approx(mark - cost, rel=1e-7)
+    assert reward == pytest.approx((mark - cost) / 100.0, rel=1e-7)
+    assert obs[N_MARKET_FEATURES] == 1.0  # position feature: a call
+    assert obs[N_MARKET_FEATURES + 1] == pytest.approx((mark - cost) / cost, rel=1e-5)
+    assert obs[N_MARKET_FEATURES + 2] == 0.0  # held 0 hours
+
+    # Holding keeps the same contract (strike 500, not re-struck at 502): marked at bar 12's close.
+    obs, reward, _, _, info = env.step(np.array([0.9], dtype=np.float32))
+    mark_12 = _vollib_price("c", 503.00, 500.0, 377 + CARRY_MINUTES) * 100
+    assert mark_12 - mark == pytest.approx(109.81, abs=0.005)
+    assert info["bar"] == 12 and info["pnl"] == pytest.approx(mark_12 - mark, rel=1e-7)
+    assert reward == pytest.approx((mark_12 - mark) / 100.0, rel=1e-7)
+    assert obs[N_MARKET_FEATURES + 1] == pytest.approx((mark_12 - cost) / cost, rel=1e-5)
+    assert obs[N_MARKET_FEATURES + 2] == pytest.approx(1 / 60)
+
+
+def test_a_round_trip_on_a_frozen_market_costs_one_spread_two_commissions_and_theta():
+    from py_vollib.black_scholes.greeks.analytical import theta
+
+    frozen = _hand_built_day(opens={}, closes={})
+    env = TradingEnv([frozen], config=EnvConfig(rewards=NO_SHAPING))
     env.reset(options={"day": 0, "start": 0})
     pnl = [env.step(np.array([a], dtype=np.float32))[4]["pnl"] for a in (-1.0, -1.0, 0.0)]
-    carry = 390 * config.expiry_days
-    price = [bs_price(500.0, 500.0, (390 - m + carry) / MINUTES_PER_YEAR, 0.2, 0.0, False) for m in (1, 3)]
-    half = [0.5 * max(config.spread_pct * p, config.min_spread) for p in price]
-    expected = ((price[1] - half[1]) - (price[0] + half[0])) * 100 - 2 * config.commission
-    assert sum(pnl) == pytest.approx(expected, rel=1e-9)
-    assert sum(pnl) < -2 * config.commission
+
+    # PUT bought at bar 1's open (389 minutes left today), marked at bar 1's close (388),
+    # sold at bar 3's open (387) = bar 2's close; strike 500, spot 500 throughout.
+    put = {m: _vollib_price("p", 500.0, 500.0, m + CARRY_MINUTES) for m in (389, 388, 387)}
+    bought = put[389] * 1.005 * 100 + 0.65
+    sold = put[387] * 0.995 * 100 - 0.65
+    assert pnl[0] == pytest.approx(put[388] * 100 - bought, rel=1e-7)
+    assert pnl[1] == pytest.approx((put[387] - put[388]) * 100, rel=1e-7)
+    assert pnl[2] == pytest.approx(sold - put[387] * 100, rel=1e-7)
+    assert sum(pnl) == pytest.approx(-6.0213, abs=1e-4)  # by hand: see above
+
+    # The loss is exactly one spread, two commissions and two minutes of theta: py_vollib's
+    # analytical theta is per calendar day (annual / 365), two minutes = 2 / 98,280 years.
+    spread = (put[389] + put[387]) * 0.005 * 100
+    decay = -theta("p", 500.0, 500.0, (388 + CARRY_MINUTES) / YEAR_MINUTES, 0.0, 0.20) * 365 * 2 / YEAR_MINUTES * 100
+    assert -sum(pnl) == pytest.approx(spread + 2 * 0.65 + decay, rel=1e-5)
+    assert decay > 0.3
 
 
 def test_episodes_end_flat_before_the_close_and_report_trades(day):
@@ -210,7 +256,8 @@ def test_episodes_end_flat_before_the_close_and_report_trades(day):
         _, _, done, truncated, info = env.step(np.array([1.0], dtype=np.float32))
         steps += 1
     assert not truncated
-    assert steps == len(day) - 1 - env.config.flatten_bars
+    # 390 one-minute bars from 09:30; the session flattens at 15:50, the close of bar 379 (15:49-15:50)
+    assert len(day) == 390 and steps == 379
     assert info["trades"] == 1 and info["bars_in_position"] == steps
     assert env.position_state() == PositionState()
     with pytest.raises(RuntimeError, match="episode ended"):

@@ -27,7 +27,7 @@ def _run(job: str, instance, ops: dict, **kwargs):
 
 
 def _open_positions(store, account):
-    return store.query("SELECT symbol, qty FROM sim_positions WHERE account = ? AND qty <> 0", [account])
+    return store.query("SELECT symbol, qty FROM (SELECT symbol, sum(CASE WHEN side = 'buy' THEN qty ELSE -qty END) AS qty FROM fills WHERE account = ? GROUP BY symbol) WHERE abs(qty) > 1e-9", [account])
 
 
 def test_a_replayed_day_end_to_end(store):

@@ -8,7 +8,7 @@ from conftest import REPO_ROOT
 from dagster_dev import DagsterDev
 from session_helpers import crafted_model
 from tradenova_dagster import config
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -72,7 +72,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from tradenova_dagster.market import calendar
     from tradenova_dagster.market.data import get_source
     from tradenova_dagster.metrics import MetricsTracker
-    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.store import Store
     from tradenova_dagster.rl import SignalModel
     from tradenova_dagster.session.day import backtest_account, backtest_day
 
@@ -104,7 +104,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from tradenova_dagster import config
-    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.store import Store
     from tradenova_dagster.risk import KillSwitch
     from tradenova_dagster.rl import registry
 

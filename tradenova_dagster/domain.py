@@ -125,14 +125,17 @@ class Decision(str, enum.Enum):
     BUY_CALL = "BUY_CALL"
 
     @classmethod
-    def from_action(cls, action: float, threshold: float = 0.3) -> "Decision":
-        """Map a continuous action in [-1, 1]: < -threshold PUT, > threshold CALL, else FLAT."""
+    def from_action(cls, action: float, threshold: float | None = None) -> "Decision":
+        """Map a continuous action in [-1, 1]: < -threshold PUT, > threshold CALL, else FLAT.
+
+        The rule and its default threshold (0.3) are ``rules.direction_for`` and
+        ``rules.DECISION_THRESHOLD`` (imported here, not at the top: rules imports domain).
+        """
+        from tradenova_dagster.rules import DECISION_THRESHOLD, direction_for
+
         action = require_finite("action", action)
-        if action < -threshold:
-            return cls.BUY_PUT
-        if action > threshold:
-            return cls.BUY_CALL
-        return cls.FLAT
+        direction = direction_for(action, DECISION_THRESHOLD if threshold is None else threshold)
+        return cls.BUY_CALL if direction > 0 else (cls.BUY_PUT if direction < 0 else cls.FLAT)
 
 
 # --------------------------------------------------------------------------- validation

@@ -18,7 +18,10 @@ from tradenova_dagster.broker.executor import (
     AccountStatus,
     BrokerExecutor,
     ExecutionResult,
+    LongOnlyRefused,
+    OutcomeStillUnknown,
     UnknownSymbol,
+    check_option_sell,
     make_client_order_id,
 )
 from tradenova_dagster.broker.routing import Route, RoutingPolicy, route_order
@@ -26,7 +29,7 @@ from tradenova_dagster.broker.sim import ConcurrentAccountUpdate, SimBroker, Sim
 
 __all__ = [
     "AccountStatus", "AlpacaBroker", "Asset", "Broker", "BrokerError", "BrokerExecutor", "BrokerRejected",
-    "ConcurrentAccountUpdate", "ExecutionResult", "LiveTradingRefused", "MarketClock", "NotFound", "Route",
-    "RoutingPolicy", "SimBroker", "SimConfig", "TransientBrokerError", "UnknownSymbol", "make_client_order_id",
+    "ConcurrentAccountUpdate", "ExecutionResult", "LiveTradingRefused", "LongOnlyRefused", "OutcomeStillUnknown", "MarketClock", "NotFound", "Route",
+    "RoutingPolicy", "SimBroker", "SimConfig", "TransientBrokerError", "UnknownSymbol", "check_option_sell", "make_client_order_id",
     "route_order",
 ]

@@ -2,8 +2,8 @@
 
 Requests are built with alpaca-py's request classes (``MarketOrderRequest``,
 ``LimitOrderRequest`` with ``order_class`` BRACKET/OCO/OTO, ``TakeProfitRequest``,
-``StopLossRequest``, ``GetOrdersRequest``, ``ReplaceOrderRequest``,
-``ClosePositionRequest``, ``GetOptionContractsRequest``), and sent by alpaca-py. What
+``StopLossRequest``, ``GetOrdersRequest``, ``ClosePositionRequest``,
+``GetOptionContractsRequest``), and sent by alpaca-py. What
 alpaca-py does by itself that a trading system must not, and what is done about it:
 
 - **It retries POSTs on 429 and 504** (3 times, 3 s apart). A retried POST whose first
@@ -19,6 +19,11 @@ alpaca-py does by itself that a trading system must not, and what is done about 
   tolerating unknown values (an unknown status counts as an open order).
 - **Naive datetimes are sent as UTC.** Every datetime given to this class must be
   timezone-aware (ValueError otherwise) and is converted to UTC explicitly.
+- **Nothing stops it from selling an option the account does not hold** (a naked
+  short, where the account's options level allows it). ``submit_order`` refuses a sell
+  of an option above the position less what open sell orders claim, before sending it
+  (``LongOnlyRefused``, a ``BrokerRejected`` like Alpaca's 403; DESIGN.md §5: options are
+  long-only). The ``BrokerExecutor`` checks the same before it calls this.
 
 Live trading (``paper=False``) needs ``TRADENOVA_ALLOW_LIVE=1`` in the environment.
 """
@@ -41,6 +46,7 @@ from tradenova_dagster.broker.base import (
     TransientBrokerError,
     classify_http_error,
 )
+from tradenova_dagster.broker.executor import check_option_sell
 from tradenova_dagster.domain import (
     Account,
     AssetClass,
@@ -327,6 +333,12 @@ class AlpacaBroker:
 
     def submit_order(self, order: Order) -> Order:
         request = self.order_request(order)
+        try:
+            check_option_sell(self, order)
+        except TransientBrokerError as exc:  # the holdings could not be read: the order is not sent
+            raise TransientBrokerError(f"order {order.client_order_id} not sent: could not check what the account "
+                                       f"holds of {order.symbol}: {exc.message}", exc.status_code, exc.code,
+                                       kind=exc.kind, maybe_sent=False) from exc
         return parse_order(self._call(self.client.submit_order, request))
 
     def get_order(self, order_id: str) -> Order:
@@ -362,21 +374,6 @@ class AlpacaBroker:
         replies = self._call(self.client.cancel_orders) or []
         return [str(r.get("id")) for r in replies if 200 <= int(r.get("status", 200)) < 300]
 
-    def replace_order(self, order_id: str, qty: float | None = None, limit_price: float | None = None,
-                      stop_price: float | None = None, time_in_force: str | None = None,
-                      client_order_id: str | None = None) -> Order:
-        from alpaca.trading.enums import TimeInForce as AlpacaTIF
-        from alpaca.trading.requests import ReplaceOrderRequest
-
-        if qty is not None and (not qty > 0 or abs(qty - round(qty)) > 1e-9):
-            raise ValueError(f"qty must be a whole number > 0 to replace an order (Alpaca's rule), got {qty!r}")
-        request = ReplaceOrderRequest(
-            qty=int(round(qty)) if qty is not None else None, limit_price=limit_price, stop_price=stop_price,
-            time_in_force=AlpacaTIF(TimeInForce.parse(time_in_force).value) if time_in_force else None,
-            client_order_id=client_order_id,
-        )
-        return parse_order(self._call(self.client.replace_order_by_id, str(order_id), request))
-
     # ------------------------------------------------------------------ positions and account
 
     def get_positions(self) -> list[Position]:
@@ -394,10 +391,6 @@ class AlpacaBroker:
 
         request = ClosePositionRequest(qty=f"{qty:g}") if qty is not None else None
         return parse_order(self._call(self.client.close_position, require_symbol("symbol", symbol), request))
-
-    def close_all_positions(self, cancel_orders: bool = True) -> list[Order]:
-        replies = self._call(self.client.close_all_positions, cancel_orders) or []
-        return [parse_order(r["body"]) for r in replies if isinstance(r.get("body"), dict) and r["body"].get("id")]
 
     def get_account(self) -> Account:
         return parse_account(self._call(self.client.get_account, read=True))

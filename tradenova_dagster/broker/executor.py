@@ -19,8 +19,17 @@ submission rule, for up to ``max_attempts`` (3) attempts with exponential backof
 - 429 (rate limited; nothing was created) → wait, send again.
 
 When every attempt fails the answer is ``failed`` (nothing was created) or ``unknown``
-(the last attempt may have landed and the lookup could not tell): the next job's
-reconciliation (``reconcile``) settles it by ``client_order_id``.
+(an attempt may have landed and no lookup could tell). An ``unknown`` is settled by
+``resolve(client_order_ids)`` — at the next bar and at start — which looks each order up
+by its ``client_order_id`` and never sends anything: found → the order; ``None`` → the
+broker never got it, and the decision may be taken again.
+
+Options are long-only (DESIGN.md §5): a sell of an option above what the broker holds,
+less what open sell orders for that symbol already claim, is ``refused`` before any
+broker sees it (``check_option_sell``; ``AlpacaBroker`` repeats the check in its own
+submit path). A re-send of the *same* order (same ``client_order_id``) is not a new
+sell: it is answered with the order the broker already has (``duplicate``). Equities are
+not checked here (the broker's own short-sale rules apply).
 
 Bad input (zero or negative quantity, NaN price, a take-profit below the entry of a buy,
 a stop above it, a bracket or OCO on an option, a fraction of a contract, an unknown
@@ -34,17 +43,25 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
-from tradenova_dagster.broker.base import Broker, BrokerError, BrokerRejected, NotFound, TransientBrokerError
+from tradenova_dagster.broker.base import (
+    CODE_FORBIDDEN,
+    Broker,
+    BrokerError,
+    BrokerRejected,
+    NotFound,
+    TransientBrokerError,
+)
 from tradenova_dagster.broker.routing import RoutingPolicy, route_order
 from tradenova_dagster.domain import (
     Account,
     AssetClass,
     Order,
     OrderClass,
+    OrderStatus,
     OrderType,
     Position,
     Quote,
@@ -56,13 +73,68 @@ from tradenova_dagster.domain import (
     require_quantity,
     require_symbol,
 )
+from tradenova_dagster.ledger.book import LongOnlyViolation
 
 OK_OUTCOMES = ("submitted", "recovered", "duplicate")
 _SAFE = re.compile(r"[^A-Za-z0-9._]+")
+_EPS = 1e-9
 
 
 class UnknownSymbol(ValueError):
     """The broker does not list the symbol (raised before any order is sent)."""
+
+
+class LongOnlyRefused(BrokerRejected, LongOnlyViolation):
+    """A sell of an option above what the account holds less what open sells claim.
+
+    Refused client-side, before the order is sent: a ``BrokerRejected`` shaped like
+    Alpaca's own refusal (HTTP 403, code 40310000) and a ledger ``LongOnlyViolation``, so
+    either ``except`` catches it."""
+
+    def __init__(self, symbol: str, qty: float, held: float, pending_sells: float):
+        self.symbol, self.qty, self.held, self.pending_sells = symbol, qty, held, pending_sells
+        free = max(held - pending_sells, 0.0)
+        super().__init__(
+            f"sell {qty:g} {symbol} refused: options are long-only here; the account holds {held:g} and open "
+            f"sell orders already claim {pending_sells:g}, so at most {free:g} can be sold (more would open "
+            "a naked short)", 403, CODE_FORBIDDEN)
+
+
+class OutcomeStillUnknown(TransientBrokerError):
+    """``resolve`` could not get an answer for some orders (the broker kept failing).
+
+    ``resolved``: the answers it did get (client_order_id → Order or None);
+    ``unresolved``: the ids still unknown — ask again later, and do not decide again."""
+
+    def __init__(self, resolved: dict[str, Order | None], unresolved: dict[str, str]):
+        self.resolved, self.unresolved = resolved, unresolved
+        detail = "; ".join(f"{coid}: {error}" for coid, error in unresolved.items())
+        super().__init__(f"the broker could not say whether {len(unresolved)} order(s) exist: {detail}",
+                         kind="lookup", maybe_sent=False)
+
+
+def check_option_sell(broker: Broker, order: Order) -> None:
+    """Raise ``LongOnlyRefused`` if ``order`` sells more of an option than is free to sell.
+
+    Free = the broker's long quantity less the unfilled quantity of its open sell orders
+    for the symbol (an OCO pair or a bracket's exits count once, held bracket legs not at
+    all, as Alpaca counts them). An open order with the same ``client_order_id`` is this
+    very order sent before, not a competing sell, and is left out. Anything but a sell of
+    an option passes. Broker errors while reading propagate (nothing has been sent)."""
+    if order.side is not Side.SELL or asset_class_of(order.symbol) is not AssetClass.OPTION:
+        return
+    position = broker.get_position(order.symbol)
+    held = max(position.qty, 0.0) if position is not None else 0.0
+    claims: dict[str, float] = {}
+    for other in broker.list_orders(status="open", symbols=[order.symbol]):
+        if (other.symbol != order.symbol or other.side is not Side.SELL or other.status is OrderStatus.HELD
+                or other.client_order_id == order.client_order_id):
+            continue
+        group = other.parent_id or other.id or other.client_order_id
+        claims[group] = max(claims.get(group, 0.0), other.remaining_qty)
+    pending = sum(claims.values())
+    if order.qty > held - pending + _EPS:
+        raise LongOnlyRefused(order.symbol, order.qty, held, pending)
 
 
 def make_client_order_id(symbol: str, side: Side | str, qty: float, intent: str = "entry",
@@ -99,9 +171,11 @@ class ExecutionResult:
 
     ``outcome``: ``submitted`` | ``recovered`` (an attempt's reply was lost, the order
     was found by its client_order_id) | ``duplicate`` (the broker already had an order
-    with this client_order_id; it is returned) | ``rejected`` (4xx: see ``error``) |
-    ``failed`` (every attempt failed; nothing was created) | ``unknown`` (every attempt
-    failed and the last may have landed).
+    with this client_order_id; it is returned) | ``refused`` (refused client-side,
+    nothing was sent: a sell of an option above what is held) | ``rejected`` (4xx: see
+    ``error``) | ``failed`` (every attempt failed; nothing was created) | ``unknown``
+    (every attempt failed and one may have landed: settle it with ``resolve``).
+    ``attempts``: how many times the order was sent (0: nothing was sent).
     """
 
     outcome: str
@@ -190,7 +264,6 @@ class BrokerExecutor:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
         self.broker: Broker = as_broker(self.client, self.timeout_s)
         self._assets: dict[str, bool] = {}
-        self.positions: dict[str, Position] = {}
 
     # ------------------------------------------------------------------ time and ids
 
@@ -246,7 +319,16 @@ class BrokerExecutor:
         """Send a prepared order under the retry rule of the module docstring."""
         events: list[str] = []
         coid = order.client_order_id
-        maybe_exists = False
+        try:
+            check_option_sell(self.broker, order)
+        except LongOnlyRefused as exc:
+            events.append(f"refused before sending: {exc}")
+            return self._refused(exc, coid, route, events, attempts=0, maybe_exists=False)
+        except BrokerError as exc:  # could not read what is held: send nothing (fail closed)
+            events.append(f"long-only check could not read the account: {exc}")
+            return ExecutionResult("failed", coid, None, 0, f"not sent: could not check what the account holds of "
+                                   f"{order.symbol}: {exc}", exc.status_code, route, tuple(events))
+        maybe_exists = False  # an attempt may have created the order and no lookup has said otherwise
         attempt = 0
         last_error: BrokerError | None = None
         while attempt < self.max_attempts:
@@ -255,6 +337,9 @@ class BrokerExecutor:
                 placed = self.broker.submit_order(order)
                 events.append(f"attempt {attempt}: accepted")
                 return ExecutionResult("submitted", coid, placed, attempt, route=route, events=tuple(events))
+            except LongOnlyRefused as exc:  # the broker's own client-side check (AlpacaBroker)
+                events.append(f"attempt {attempt}: refused by the broker's long-only check: {exc}")
+                return self._refused(exc, coid, route, events, attempt, maybe_exists)
             except BrokerRejected as exc:
                 if not exc.is_duplicate_client_order_id:
                     events.append(f"attempt {attempt}: rejected: {exc}")
@@ -272,8 +357,9 @@ class BrokerExecutor:
             except TransientBrokerError as exc:
                 last_error = exc
                 events.append(f"attempt {attempt}: {exc.kind} error: {exc}")
-                maybe_exists = exc.maybe_sent and exc.status_code != 429  # a 429 created nothing
-                if maybe_exists:
+                if exc.maybe_sent and exc.status_code != 429:  # a 429 or a refused connection created nothing
+                    maybe_exists = True
+                if maybe_exists:  # this attempt or an earlier one may have landed
                     found, answered = self._lookup(coid, events)
                     if found is not None:
                         return ExecutionResult("recovered", coid, found, attempt, route=route, events=tuple(events))
@@ -285,6 +371,17 @@ class BrokerExecutor:
         outcome = "unknown" if maybe_exists else "failed"
         status = last_error.status_code if last_error else None
         return ExecutionResult(outcome, coid, None, attempt, str(last_error), status, route, tuple(events))
+
+    def _refused(self, exc: LongOnlyRefused, coid: str, route: str | None, events: list[str], attempts: int,
+                 maybe_exists: bool) -> ExecutionResult:
+        """A long-only refusal, unless the broker already has this very order (a re-send of
+        the same decision, whose sell no longer fits because it has filled): then that order."""
+        found, answered = self._lookup(coid, events)
+        if found is not None:
+            outcome = "recovered" if maybe_exists else "duplicate"
+            return ExecutionResult(outcome, coid, found, attempts, route=route, events=tuple(events))
+        outcome = "unknown" if maybe_exists and not answered else "refused"
+        return ExecutionResult(outcome, coid, None, attempts, str(exc), exc.status_code, route, tuple(events))
 
     def _lookup(self, client_order_id: str, events: list[str]) -> tuple[Order | None, bool]:
         """(the order or None, whether the broker answered the question at all)."""
@@ -440,10 +537,8 @@ class BrokerExecutor:
         return self.broker.cancel_all_orders()
 
     def get_positions(self) -> list[Position]:
-        """The broker's positions; also kept in ``self.positions`` by symbol."""
-        positions = self.broker.get_positions()
-        self.positions = {p.symbol: p for p in positions}
-        return positions
+        """The broker's positions (not kept here: one owner per fact)."""
+        return self.broker.get_positions()
 
     def get_account_status(self) -> AccountStatus:
         account: Account = self.broker.get_account()
@@ -478,18 +573,40 @@ class BrokerExecutor:
                                                      bar_time=bar_time))
         return results
 
-    def reconcile(self, client_order_ids: Sequence[str] = ()) -> dict:
-        """What the broker holds now: open orders, positions, the account, and the fate
-        of the given client_order_ids (None where the broker has no such order)."""
-        orders = {}
-        for coid in client_order_ids:
+    def resolve(self, client_order_ids: Iterable[str]) -> dict[str, Order | None]:
+        """Settle orders whose outcome was ``unknown``: look each up by its client_order_id.
+
+        Returns ``{client_order_id: Order}`` for an order the broker has (whatever its
+        status now: the caller records its fills) and ``{client_order_id: None}`` for one
+        the broker answered it does not have — nothing was created, the decision may be
+        taken again. Nothing is ever sent. The session calls it at start and on the next
+        bar for every ``unknown`` result.
+
+        Raises ``OutcomeStillUnknown`` (a ``TransientBrokerError``) when the broker could
+        not answer for some id even after its own read retries; the exception carries the
+        answers obtained (``resolved``) and the ids still unknown (``unresolved``), which
+        must be asked again later, not decided again.
+
+        ``None`` is the broker's answer at the time of asking: a request still in flight
+        could in principle land later, so a decision taken again should go out under the
+        same client_order_id where it is the same decision (the broker then recognises it).
+        """
+        if isinstance(client_order_ids, str):
+            raise ValueError(f"client_order_ids must be a collection of ids, got the single string "
+                             f"{client_order_ids!r}")
+        ids = list(dict.fromkeys(client_order_ids))
+        for coid in ids:
+            if not isinstance(coid, str) or not coid:
+                raise ValueError(f"client_order_ids: each must be a non-empty string, got {coid!r}")
+        resolved: dict[str, Order | None] = {}
+        unresolved: dict[str, str] = {}
+        for coid in ids:
             try:
-                orders[coid] = self.broker.get_order_by_client_id(coid)
+                resolved[coid] = self.broker.get_order_by_client_id(coid)
             except NotFound:
-                orders[coid] = None
-        return {
-            "open_orders": self.broker.list_orders(status="open"),
-            "positions": self.get_positions(),
-            "account": self.broker.get_account(),
-            "orders": orders,
-        }
+                resolved[coid] = None
+            except BrokerError as exc:
+                unresolved[coid] = str(exc)
+        if unresolved:
+            raise OutcomeStillUnknown(resolved, unresolved)
+        return resolved

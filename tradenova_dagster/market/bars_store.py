@@ -13,7 +13,7 @@ import pandas as pd
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.data import BAR_COLUMNS, MarketDataSource, finish_bars
 from tradenova_dagster.market.quality import CheckOutcome, blocking_failures, failures_json
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 
 def save_day(

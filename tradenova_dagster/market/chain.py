@@ -23,7 +23,9 @@ chain of 2026-05-01 in ``../shared/data`` (spot 720.65, VIX 16.99; calls and put
 - **Time** counts trading minutes to the expiry's close (252 × 390 a year, the convention
   of ``market.options`` and the RL environment): a weekend does not decay an option.
 - **Expiries**: one per week, the last trading day of the week (Friday, or Thursday when
-  Friday is a holiday). **Strikes**: every ``strike_step`` dollars (SPY lists $1 strikes).
+  Friday is a holiday). **Strikes**: every ``strike_step`` dollars (SPY lists $1 strikes,
+  ``rules.STRIKE_STEP``); at the money is ``rules.atm_strike``, and intrinsic value is
+  ``rules.intrinsic_value`` (imported here, so ``chain.intrinsic_value`` still works).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import pandas as pd
 from tradenova_dagster.domain import OptionContract, OptionType, Quote, require_aware, require_price
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.options import MINUTES_PER_YEAR, bs_delta, bs_price
+from tradenova_dagster.rules import STRIKE_STEP, atm_strike, intrinsic, intrinsic_value
 
 MIN_SMILE_TIME = 1.0 / 252  # below a day the smile stops steepening (avoids 1/sqrt(0))
 
@@ -166,7 +169,7 @@ class OptionMarketModel:
     term_slope: float = 2.5
     skew: float = 1.46
     curvature: float = 1.25
-    strike_step: float = 1.0
+    strike_step: float = STRIKE_STEP
     displayed_size: int = 50  # contracts shown at the bid and at the ask
     spread: SpreadModel = field(default_factory=SpreadModel)
 
@@ -218,7 +221,7 @@ class OptionMarketModel:
         spot = require_price("spot", spot)
         vix = require_price("vix", vix)
         expiries = expiries or weekly_expiries(now)
-        centre = round(spot / self.strike_step) * self.strike_step
+        centre = atm_strike(spot, self.strike_step)
         strikes = np.round(centre + self.strike_step * np.arange(-strikes_each_side, strikes_each_side + 1), 3)
         strikes = strikes[strikes > 0]
         frames = []
@@ -228,8 +231,7 @@ class OptionMarketModel:
             for option_type in (OptionType.CALL, OptionType.PUT):
                 is_call = option_type is OptionType.CALL
                 mid = bs_price(spot, strikes, t, vol, self.rate, is_call)
-                intrinsic = np.maximum(spot - strikes, 0) if is_call else np.maximum(strikes - spot, 0)
-                bid, ask = self.spread.bid_ask(mid, intrinsic)
+                bid, ask = self.spread.bid_ask(mid, intrinsic(spot, strikes, is_call))
                 frames.append(pd.DataFrame({
                     "symbol": [OptionContract(underlying, expiry, option_type, float(k)).symbol for k in strikes],
                     "underlying": underlying.upper(), "expiry": expiry, "option_type": option_type.value,
@@ -242,7 +244,8 @@ class OptionMarketModel:
                         vix: float, target_delta: float | None = None, min_days: int = 0) -> OptionContract:
         """The contract to trade: nearest weekly expiry, at the money or nearest a delta.
 
-        ATM is the listed strike nearest the spot (a tie goes to the lower strike). With
+        ATM is the listed strike nearest the spot, ``rules.atm_strike`` (a tie at exactly
+        half a step goes to the even strike, as ``round`` does and the session trades). With
         ``target_delta`` (e.g. 0.30; the sign is ignored, so -0.30 for a put works too)
         it is the strike whose absolute delta is nearest the target.
         """
@@ -250,8 +253,7 @@ class OptionMarketModel:
         spot = require_price("spot", spot)
         expiry = nearest_weekly_expiry(now, min_days)
         if target_delta is None:
-            strike = math.floor(spot / self.strike_step + 0.5 - 1e-9) * self.strike_step
-            return OptionContract(underlying, expiry, option_type, round(strike, 3))
+            return OptionContract(underlying, expiry, option_type, round(atm_strike(spot, self.strike_step), 3))
         target = abs(float(target_delta))
         if not 0 < target < 1:
             raise ValueError(f"target_delta must be in (0, 1) in absolute value, got {target_delta!r}")
@@ -259,13 +261,6 @@ class OptionMarketModel:
         frame = frame[frame["option_type"] == option_type.value]
         best = frame.iloc[int(np.argmin(np.abs(np.abs(frame["delta"].to_numpy()) - target)))]
         return OptionContract(underlying, expiry, option_type, float(best["strike"]))
-
-
-def intrinsic_value(contract: OptionContract, spot: float) -> float:
-    """Per-share value at expiry."""
-    if contract.option_type is OptionType.CALL:
-        return max(float(spot) - contract.strike, 0.0)
-    return max(contract.strike - float(spot), 0.0)
 
 
 DEFAULT_MODEL = OptionMarketModel()

@@ -19,7 +19,7 @@ import numpy as np
 
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.data import MarketDataError, MarketDataSource
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 IV_RANK_WINDOW = 252
 REALIZED_VOL_WINDOW = 20

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+from tradenova_dagster.rules import intrinsic as _intrinsic
+
 MIN_TIME = 1e-6  # about 30 seconds: the price at expiry is the intrinsic value
 MINUTES_PER_YEAR = 252 * 390  # trading-time convention used for intraday decay
 
@@ -34,7 +36,7 @@ def bs_price(spot, strike, t, vol, rate=0.0, is_call=True):
     call = spot * ndtr(d1) - strike * discount * ndtr(d2)
     put = strike * discount * ndtr(-d2) - spot * ndtr(-d1)
     price = np.where(is_call, call, put)
-    intrinsic = np.where(is_call, np.maximum(spot - strike, 0.0), np.maximum(strike - spot, 0.0))
+    intrinsic = _intrinsic(spot, strike, is_call)
     price = np.where(t <= MIN_TIME, intrinsic, np.maximum(price, intrinsic * discount))
     return price if price.ndim else float(price)
 

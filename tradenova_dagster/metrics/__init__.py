@@ -1,4 +1,4 @@
-"""Metrics: the DuckDB store, the MetricsTracker, daily reports and charts.
+"""Metrics: the MetricsTracker, daily reports and charts.
 
 ``MetricsTracker`` is loaded on first access (PEP 562), so that importing the store —
 which every part of the system does — does not also import the tracker's analytics,

@@ -52,7 +52,6 @@ from tradenova_dagster.domain import (
     Decision,
     Fill,
     OptionContract,
-    Order,
     Side,
     require_finite,
     require_non_negative,
@@ -61,7 +60,7 @@ from tradenova_dagster.domain import (
     require_symbol,
 )
 from tradenova_dagster.market import calendar
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 DEFAULT_ACCOUNT = "sim:default"
 TRADING_DAYS_PER_YEAR = 252
@@ -73,15 +72,9 @@ _AGENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-]{0,63}$")
 _MAX_TEXT = 500
 
 _COLUMNS: dict[str, tuple[str, ...]] = {
-    "orders": (
-        "account", "run_id", "ts", "day", "client_order_id", "broker_order_id", "symbol",
-        "asset_class", "side", "qty", "order_type", "time_in_force", "order_class",
-        "limit_price", "stop_price", "take_profit_price", "stop_loss_price", "status",
-        "filled_qty", "filled_avg_price", "agent", "reason",
-    ),
     "fills": (
         "account", "run_id", "ts", "day", "order_id", "client_order_id", "symbol", "side",
-        "qty", "price", "commission", "notional",
+        "qty", "price", "commission", "notional", "fill_id", "reason",
     ),
     "trades": (
         "trade_id", "account", "run_id", "day", "symbol", "contract", "side", "qty",
@@ -385,8 +378,13 @@ class MetricsTracker:
         if not rows:
             return 0
         columns = _COLUMNS[table]
-        frame = pd.DataFrame(rows, columns=columns)
         names = ", ".join(columns)
+        if len(rows) <= 64:  # a bar's few rows: plain parameters beat building a DataFrame
+            marks = ", ".join("?" for _ in columns)
+            con.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})",
+                            [[row.get(c) for c in columns] for row in rows])
+            return len(rows)
+        frame = pd.DataFrame(rows, columns=columns)
         # No try/finally around unregister: after a failed INSERT the transaction is
         # aborted and unregister would raise, hiding the real error; the connection is
         # closed right after anyway.
@@ -473,47 +471,6 @@ class MetricsTracker:
         self._write("trades", row)
         return row["trade_id"]
 
-    def record_order(
-        self,
-        order: Order,
-        *,
-        timestamp: datetime | None = None,
-        agent: str | None = None,
-        reason: str | None = None,
-        account: str | None = None,
-        run_id: str | None = None,
-    ) -> None:
-        """Record a snapshot of an order (on submit and on each status change).
-
-        ``timestamp`` defaults to the order's ``updated_at``, then ``created_at``, then now.
-        """
-        if not isinstance(order, Order):
-            raise ValueError(f"order must be a tradenova_dagster.domain.Order, got {order!r}")
-        ts = _utc("timestamp", timestamp or order.updated_at or order.created_at)
-        self._write("orders", {
-            **self._stamp(account, run_id),
-            "ts": ts,
-            "day": _session_day(ts),
-            "client_order_id": order.client_order_id,
-            "broker_order_id": order.id,
-            "symbol": order.symbol,
-            "asset_class": order.asset_class.value,
-            "side": order.side.value,
-            "qty": order.qty,
-            "order_type": order.order_type.value,
-            "time_in_force": order.time_in_force.value,
-            "order_class": order.order_class.value,
-            "limit_price": order.limit_price,
-            "stop_price": order.stop_price,
-            "take_profit_price": order.take_profit_price,
-            "stop_loss_price": order.stop_loss_price,
-            "status": order.status.value,
-            "filled_qty": order.filled_qty,
-            "filled_avg_price": order.filled_avg_price,
-            "agent": require_agent(agent) if agent is not None else None,
-            "reason": _optional_text("reason", reason),
-        })
-
     def record_fill(self, fill: Fill, *, account: str | None = None, run_id: str | None = None) -> None:
         """Record one execution reported by the broker."""
         if not isinstance(fill, Fill):
@@ -531,6 +488,8 @@ class MetricsTracker:
             "price": fill.price,
             "commission": fill.commission,
             "notional": fill.notional,
+            "fill_id": uuid.uuid4().hex,
+            "reason": "trade",
         })
 
     def record_equity(
@@ -640,10 +599,13 @@ class MetricsTracker:
         self.flush()
         deleted = 0
         with self.store.transaction() as con:
-            for table in _COLUMNS:
+            for table in (*_COLUMNS, "orders", "session_bars"):  # the ledger's rows of the day too
                 deleted += con.execute(
                     f"DELETE FROM {table} WHERE account = ? AND day = ?", [acct, day]
                 ).fetchone()[0]
+            deleted += con.execute(  # risk events carry a time, not a day
+                "DELETE FROM risk_events WHERE account = ? AND CAST(timezone('America/New_York', ts) AS DATE) = ?",
+                [acct, day]).fetchone()[0]
         return deleted
 
     # ------------------------------------------------------------------ analytics

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.store import Store
     from tradenova_dagster.risk.kill_switch import KillSwitch
 
     switch = KillSwitch(Store(args.db), account=args.account)

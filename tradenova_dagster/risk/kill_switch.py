@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tradenova_dagster.domain import utcnow
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.risk.state import ChangeSignal, Clock, SignalWatch, require_account
 
 GLOBAL = "*"

@@ -69,7 +69,7 @@ from tradenova_dagster.domain import (
     require_symbol,
     utcnow,
 )
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.risk.kill_switch import KillSwitch
 from tradenova_dagster.risk.state import (
     EPS,
@@ -169,14 +169,15 @@ class AdvancedRiskManager:
     def __init__(
         self,
         initial_balance: float = 100_000.0,
-        daily_loss_limit_pct: float = 0.02,
-        max_drawdown_pct: float = 0.10,
-        max_loss_streak: int = 3,
-        max_iv_rank: float = 95.0,
-        max_vix: float = 32.0,
-        max_spread_pct: float = 0.05,
-        max_position_pct: float = 0.10,
-        max_open_positions: int = 3,
+        # the limits' defaults are RiskLimits' own (the one home of DESIGN.md §4's numbers)
+        daily_loss_limit_pct: float = RiskLimits.daily_loss_limit_pct,
+        max_drawdown_pct: float = RiskLimits.max_drawdown_pct,
+        max_loss_streak: int = RiskLimits.max_loss_streak,
+        max_iv_rank: float = RiskLimits.max_iv_rank,
+        max_vix: float = RiskLimits.max_vix,
+        max_spread_pct: float = RiskLimits.max_spread_pct,
+        max_position_pct: float = RiskLimits.max_position_pct,
+        max_open_positions: int = RiskLimits.max_open_positions,
         *,
         store: Store | None = None,
         account: str = "sim:default",

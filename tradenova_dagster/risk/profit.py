@@ -40,8 +40,9 @@ falling. Any price at or below the locked gain sells all. Before arming, the loc
 is the stop loss, -15%, so the locked gain never decreases over a position's life.
 
 **State.** ``check_exits`` assumes its exit is executed: the levels are marked fired and
-the remaining quantity reduced before it returns. If the order does not fill, bring the
-ladder back in line with the broker with ``sync_quantity``. With a store, state lives in
+the remaining quantity reduced before it returns. The trading session instead calls
+``propose_exits`` and, only when the exit order fills, ``exit_filled``: a rejected or
+unfilled exit changes nothing, so the position keeps its stop. With a store, state lives in
 DuckDB (``profit_ladder``) so a restarted session neither fires a level twice nor forgets
 an armed trail: level changes are written at once, best-price updates in batches
 (``flush_interval_s``, ``flush()``, or leaving a ``with`` block). One process (the
@@ -57,7 +58,7 @@ from fractions import Fraction
 from typing import Callable
 
 from tradenova_dagster.domain import Side, require_finite, require_price, require_symbol, utcnow
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.risk.state import (
     EPS,
     Clock,
@@ -251,17 +252,39 @@ class ProfitManager:
         pos.remaining_qty = qty
         self._write(pos)
 
+    def set_entry(self, symbol: str, qty: int, entry_price: float) -> None:
+        """An entry filled further (a partial fill grew): adopt the held quantity and the
+        average entry price, keeping the levels already fired and the trail."""
+        symbol = require_symbol("symbol", symbol)
+        pos = replace(self._get(symbol))
+        pos.remaining_qty = _whole_qty("qty", qty, allow_zero=True)
+        pos.initial_qty = max(pos.initial_qty, pos.remaining_qty)
+        pos.entry_price = require_price("entry_price", entry_price)
+        self._write(pos)
+
     def remove_position(self, symbol: str) -> None:
         self.sync_quantity(symbol, 0)
 
     def check_exits(self, symbol: str, price: float) -> dict | None:
-        """None, or the exit to place now: ``{action, qty, reason, level, levels, ...}``.
+        """None, or the exit to place now: ``{action, qty, reason, level, levels, ...}``,
+        assumed executed at once (``propose_exits`` then ``exit_filled``).
 
         ``action`` is ``sell`` for a long and ``buy`` for a short; ``qty`` whole units;
         ``level`` the highest level fired (or ``STOP`` / ``TRAIL``); ``levels`` all fired
         in this tick; ``remaining`` what is left after it; ``closes_position`` whether
         that is nothing.
         """
+        exit_ = self.propose_exits(symbol, price)
+        if exit_ is not None:
+            self.exit_filled(exit_["symbol"], exit_["levels"], exit_["remaining"])
+        return exit_
+
+    def propose_exits(self, symbol: str, price: float) -> dict | None:
+        """The exit ``check_exits`` would return, without marking its levels fired or cutting
+        the quantity: a session calls ``exit_filled`` only once the exit order fills, so a
+        rejected or unfilled exit leaves the ladder (and the stop) exactly as it was.
+        The best price and the trailing stop's arming are observations of the market and
+        are kept either way."""
         symbol = require_symbol("symbol", symbol)
         price = require_price("price", price)
         pos = replace(self._get(symbol))
@@ -288,7 +311,6 @@ class ProfitManager:
                     break
                 n = level.sell_qty(remaining)
                 remaining -= n
-                pos.fired = pos.fired + (level.name,)
                 sold.append((level.name, n))
             if sold:
                 names = "+".join(name for name, _ in sold)
@@ -297,17 +319,14 @@ class ProfitManager:
         newly_armed = not pos.trail_armed and pos.gain(pos.best_price) >= cfg.trail_arm_pct - EPS
         if newly_armed:
             pos.trail_armed = True
-        qty = sum(n for _, n in sold)
+            self._write(pos)
+        elif pos.best_price != self._positions[symbol].best_price:
+            self._positions[symbol] = pos
+            self._dirty.add(symbol)
+            self._maybe_flush()
         if not sold:
-            if newly_armed:
-                self._write(pos)
-            elif pos.best_price != self._positions[symbol].best_price:
-                self._positions[symbol] = pos
-                self._dirty.add(symbol)
-                self._maybe_flush()
             return None
-        pos.remaining_qty = before - qty
-        self._write(pos)
+        qty = sum(n for _, n in sold)
         action = "sell" if pos.side == "long" else "buy"
         parts = "+".join(str(n) for _, n in sold)
         return {
@@ -319,9 +338,20 @@ class ProfitManager:
             "levels": [name for name, _ in sold],
             "price": price,
             "gain_pct": gain,
-            "remaining": pos.remaining_qty,
-            "closes_position": pos.remaining_qty == 0,
+            "remaining": before - qty,
+            "closes_position": before - qty == 0,
         }
+
+    def exit_filled(self, symbol: str, levels, remaining: int) -> None:
+        """An exit proposed for ``levels`` has filled and ``remaining`` is what is now held:
+        mark the take-profit levels fired (STOP and TRAIL are not levels) and adopt the
+        quantity; nothing remaining removes the position."""
+        symbol = require_symbol("symbol", symbol)
+        pos = replace(self._get(symbol))
+        new = tuple(name for name in levels if name not in (STOP, TRAIL) and name not in pos.fired)
+        pos.fired = pos.fired + new
+        pos.remaining_qty = _whole_qty("remaining", remaining, allow_zero=True)
+        self._write(pos)
 
     def flush(self) -> None:
         """Write batched best-price updates now."""

@@ -30,7 +30,7 @@ from typing import Callable
 
 import duckdb
 
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 # Comparisons of ratios against limits tolerate this much floating-point noise, so that a
 # loss of exactly 2.00% computed as 0.019999999999999997 still counts as 2.00%.

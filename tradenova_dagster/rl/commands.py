@@ -38,7 +38,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from tradenova_dagster import config
     from tradenova_dagster.market.data import get_source
-    from tradenova_dagster.metrics.store import Store
+    from tradenova_dagster.store import Store
     from tradenova_dagster.rl import registry
     from tradenova_dagster.rl.dataset import build_dataset, default_train_eval_days
     from tradenova_dagster.rl.env import EnvConfig

@@ -20,7 +20,7 @@ from tradenova_dagster.market import calendar
 from tradenova_dagster.market.bars_store import bars_for_day
 from tradenova_dagster.market.context import IV_RANK_WINDOW, load_context
 from tradenova_dagster.market.data import MarketDataError, MarketDataSource
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.rl.features import DayContext, DayData
 
 _ARRAYS = ("timestamps", "opens", "highs", "lows", "closes", "minutes")

@@ -2,24 +2,28 @@
 
 The contract model (every number is a field of :class:`EnvConfig`):
 
-- **Decision.** The action is one number in [-1, 1]; above ``threshold`` (0.3) the agent
-  wants a CALL, below ``-threshold`` a PUT, otherwise FLAT (``Decision.from_action``).
+- **Decision.** The action is one number in [-1, 1]; above ``threshold`` (0.3,
+  ``rules.DECISION_THRESHOLD``) the agent wants a CALL, below ``-threshold`` a PUT,
+  otherwise FLAT (``rules.direction_for``, the comparison behind ``Decision.from_action``).
   Holding the same decision holds the same contract; a change closes the old contract
   and opens the new one.
 - **Timing, no look-ahead.** The observation at bar ``t`` is built from bars ``0..t``
   (see :mod:`features`). The action taken on it fills at the *open of bar t+1*, and the
-  position is then marked at the close of t+1. The episode ends ``flatten_bars`` bars
-  before the session's last bar (10: the 15:50 flatten) with the position sold at that
-  bar's close, so every episode ends flat, as every trading day does.
-- **Contract.** One ATM contract (``contracts``), strike = the underlying at the fill
-  rounded to ``strike_step`` ($1, SPY's strike grid), expiring at the close of the
-  session ``expiry_days`` sessions later (2: a short-dated weekly-style option; 0 =
-  0DTE). Time to expiry counts trading minutes (252 × 390 a year), so theta accrues
-  minute by minute while the market is open.
+  position is then marked at the close of t+1. The episode ends at the bar the session
+  flattens on — the first bar that completes at or after the timetable's flatten time
+  (``session.timetable.DayPlan.flatten``: 10 minutes before that day's close, 15:50 or
+  12:50), whatever the bar length — with the position sold at that bar's close, so every
+  episode ends flat, as every trading day does.
+- **Contract.** One ATM contract (``contracts``): ``rules.select_contract`` — strike =
+  the underlying at the fill rounded to ``strike_step`` ($1, SPY's strike grid, by
+  ``rules.atm_strike``), expiring at the close of the session ``expiry_days`` sessions
+  later (2: a short-dated weekly-style option; 0 = 0DTE). Time to expiry counts trading
+  minutes (252 × 390 a year), so theta accrues minute by minute while the market is open.
 - **Premium.** Black-Scholes (``market.options``) on the underlying, implied volatility =
   the day's VIX / 100 × ``iv_scale`` (known at the open), rate ``rate``.
 - **Costs.** Every fill crosses half the quoted spread — ``max(spread_pct × mid,
-  min_spread)`` wide — and pays ``commission`` per contract, on entry and on exit.
+  min_spread)`` wide — and pays ``commission`` per contract
+  (``rules.OPTION_COMMISSION_PER_CONTRACT`` by default), on entry and on exit.
   P&L is marked at mid, so a round trip costs one full spread plus two commissions.
 
 Reward (per step, in units of ``reward_scale`` dollars — 1% of ``capital`` by default)::
@@ -46,9 +50,11 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 from gymnasium import spaces
 
-from tradenova_dagster.domain import OPTION_MULTIPLIER
+from tradenova_dagster import rules
+from tradenova_dagster.domain import OPTION_MULTIPLIER, OptionContract, OptionType
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.data import MarketDataSource, get_source
 from tradenova_dagster.market.options import MINUTES_PER_YEAR, bs_price, bs_theta
@@ -60,9 +66,11 @@ from tradenova_dagster.rl.features import (
     DayData,
     PositionState,
 )
+from tradenova_dagster.session.timetable import DayPlan
 
 
 _INF = math.inf
+direction_for = rules.direction_for
 
 
 @dataclass(frozen=True)
@@ -84,18 +92,17 @@ class RewardWeights:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    threshold: float = 0.3
+    threshold: float = rules.DECISION_THRESHOLD
     contracts: int = 1
-    expiry_days: int = 2
-    strike_step: float = 1.0
+    expiry_days: int = rules.EXPIRY_SESSIONS
+    strike_step: float = rules.STRIKE_STEP
     iv_scale: float = 1.0
     rate: float = 0.0
     spread_pct: float = 0.01
     min_spread: float = 0.01
-    commission: float = 0.65
+    commission: float = rules.OPTION_COMMISSION_PER_CONTRACT
     capital: float = 10_000.0
     reward_scale: float | None = None  # dollars per reward unit; None = 1% of capital
-    flatten_bars: int = 10
     episode_bars: int | None = None  # None = from the start bar to the flatten bar
     random_start: bool = False  # with episode_bars: a reset without "start" picks one at random
     rewards: RewardWeights = field(default_factory=RewardWeights)
@@ -112,7 +119,6 @@ class EnvConfig:
             "commission": self.commission >= 0,
             "capital": self.capital > 0,
             "reward_scale": self.reward_scale is None or self.reward_scale > 0,
-            "flatten_bars": self.flatten_bars >= 0,
             "episode_bars": self.episode_bars is None or self.episode_bars >= 1,
         }
         for name, ok in checks.items():
@@ -131,6 +137,9 @@ class EnvConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "EnvConfig":
         values = dict(values or {})
+        # Models saved before the flatten time came from the timetable carry a bar count
+        # (``flatten_bars``, always 10 one-minute bars = the timetable's 10 minutes).
+        values.pop("flatten_bars", None)
         if "rewards" in values and isinstance(values["rewards"], dict):
             values["rewards"] = RewardWeights(**values["rewards"])
         return cls(**values)
@@ -143,7 +152,8 @@ class _DayPricing:
     put; per share), the same at each bar's close, and the shaping terms already in
     reward units (the theta penalty per held bar, the direction term per unit position)."""
 
-    atm: list  # index of the strike nearest each bar's open: the contract a fill at that open buys
+    strikes: list  # the strike grid priced for the day
+    atm: list  # index in ``strikes`` of rules.atm_strike(each bar's open): the contract a fill there buys
     open_price: list
     close_price: list
     theta_penalty: list
@@ -152,8 +162,9 @@ class _DayPricing:
 
 def price_day(day: DayData, config: EnvConfig) -> _DayPricing:
     step = config.strike_step
-    k_lo = math.floor(float(day.lows.min()) / step) * step - step
-    k_hi = math.ceil(float(day.highs.max()) / step) * step + step
+    atm_strikes = np.array([rules.atm_strike(o, step) for o in day.opens])  # once per day, not per step
+    k_lo = min(math.floor(float(day.lows.min()) / step) * step - step, float(atm_strikes.min()))
+    k_hi = max(math.ceil(float(day.highs.max()) / step) * step + step, float(atm_strikes.max()))
     strikes = np.arange(k_lo, k_hi + step / 2, step)
     vol = day.context.vix / 100.0 * config.iv_scale
     carry = FULL_DAY_MINUTES * config.expiry_days
@@ -166,14 +177,31 @@ def price_day(day: DayData, config: EnvConfig) -> _DayPricing:
     theta = bs_theta(day.closes[None, None, :], k, t_close[None, None, :], vol, config.rate, is_call)
     decay = np.maximum(-theta, 0.0) / MINUTES_PER_YEAR * OPTION_MULTIPLIER * config.contracts  # $ per minute
     move_z = np.clip(day.features[:, 0].astype(np.float64), -3.0, 3.0)  # bar t's return, implied-sigma units
-    atm = np.clip(np.rint((day.opens - strikes[0]) / step), 0, len(strikes) - 1).astype(int)
+    atm = np.rint((atm_strikes - strikes[0]) / step).astype(int)
     return _DayPricing(
+        strikes=strikes.tolist(),
         atm=atm.tolist(),
         open_price=open_price.tolist(),
         close_price=close_price.tolist(),
         theta_penalty=(config.rewards.theta * decay / config.scale).tolist(),
         direction_bonus=(config.rewards.direction * move_z).tolist(),
     )
+
+
+def bar_nanos(day: DayData) -> int:
+    """A bar's length in nanoseconds: the smallest step between bar starts (1 minute for
+    a one-bar day)."""
+    if len(day) < 2:
+        return 60_000_000_000
+    return int(np.diff(day.timestamps).min())
+
+
+def flatten_bar(day: DayData) -> int:
+    """Index of the bar the session flattens on: the first bar that completes (start +
+    bar length) at or after the timetable's flatten time, or the last bar."""
+    flatten_ns = DayPlan.for_day(day.day).flatten.value
+    ends = day.timestamps + bar_nanos(day)
+    return min(int(np.searchsorted(ends, flatten_ns, side="left")), len(day) - 1)
 
 
 def default_days(n: int = 20, end=None) -> list[date]:
@@ -227,6 +255,7 @@ class TradingEnv(gym.Env):
         self._early_exit = cfg.rewards.early_exit / cfg.scale
         self._day: DayData | None = None
         self._t = self._end = 0
+        self._last_bars: dict[date, int] = {}
 
     # ------------------------------------------------------------------ days
     @property
@@ -261,8 +290,33 @@ class TradingEnv(gym.Env):
         return self._index[day]
 
     def last_bar(self, day: DayData) -> int:
-        """Index of the bar at whose close the episode ends flat."""
-        return len(day) - 1 - self.config.flatten_bars
+        """Index of the bar at whose close the episode ends flat: the first bar that
+        completes at or after the timetable's flatten time (``DayPlan.flatten``), as the
+        session flattens (the last bar if the data stops earlier)."""
+        last = self._last_bars.get(day.day)
+        if last is None:
+            last = flatten_bar(day)
+            self._last_bars[day.day] = last
+        return last
+
+    def flatten_time(self, which) -> pd.Timestamp:
+        """When the episode on a day ends flat: the end of its :meth:`last_bar`."""
+        day = self.day_data(which)
+        return pd.Timestamp(int(day.timestamps[self.last_bar(day)]) + bar_nanos(day), tz="UTC")
+
+    def contract_at(self, which, bar: int, direction: int) -> OptionContract:
+        """The contract a CALL (direction > 0) or PUT (< 0) filled at ``bar``'s open buys
+        and prices (from the day's pricing grid; equal to ``rules.select_contract``)."""
+        day = self.day_data(which)
+        pricing = self._pricing(day)
+        kind = OptionType.CALL if direction > 0 else OptionType.PUT
+        return OptionContract(self.symbol, rules.expiry_for(day.day, self.config.expiry_days), kind,
+                              float(pricing.strikes[pricing.atm[bar]]))
+
+    def _pricing(self, day: DayData) -> _DayPricing:
+        if self.config not in day.pricing_cache:
+            day.pricing_cache[self.config] = price_day(day, self.config)
+        return day.pricing_cache[self.config]
 
     def start_range(self, which) -> tuple[int, int]:
         """Valid start bars (inclusive) of a day: every start leaves at least one step,
@@ -290,10 +344,8 @@ class TradingEnv(gym.Env):
             start = int(self.np_random.integers(lo, hi + 1))
         else:
             start = 0
-        if self.config not in day.pricing_cache:
-            day.pricing_cache[self.config] = price_day(day, self.config)
         self._day = day
-        self._p = day.pricing_cache[self.config]
+        self._p = self._pricing(day)
         # The episode's observations, one row per bar: the market features, and the
         # position features written as each bar is reached. Each step returns a view of
         # its row, which no later step writes again (a new episode gets a new matrix).
@@ -332,8 +384,7 @@ class TradingEnv(gym.Env):
         t = self._t
         if t >= self._end:
             raise RuntimeError("step() after the episode ended (or before reset()); call reset()")
-        threshold = self._threshold
-        target = 1 if a > threshold else (-1 if a < -threshold else 0)
+        target = direction_for(a, self._threshold)
         p = self._p
         mult = self._mult
         o = t + 1

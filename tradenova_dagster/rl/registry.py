@@ -22,7 +22,7 @@ from typing import Any
 
 from tradenova_dagster import config
 from tradenova_dagster.domain import require_symbol
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 
 GLOBAL_ACCOUNT = "global"
 MODEL_FILE = "model.zip"

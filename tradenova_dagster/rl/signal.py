@@ -1,10 +1,11 @@
 """SignalModel: a trained policy turned into one smoothed CALL / PUT / FLAT signal per bar.
 
 The raw signal is the policy's deterministic action (the Gaussian mean), clipped to
-[-1, 1]. A one-minute policy flickers around the ±0.3 thresholds, and every flicker is a
-round trip through the option spread; so the decision is taken on an exponential moving
-average of the raw action, ``s_t = alpha × raw_t + (1 − alpha) × s_{t−1}``, restarted at
-each session's first bar (yesterday's mood says nothing about today's open).
+[-1, 1]. A one-minute policy flickers around the ±0.3 thresholds
+(``rules.DECISION_THRESHOLD``), and every flicker is a round trip through the option
+spread; so the decision is taken on an exponential moving average of the raw action,
+``s_t = alpha × raw_t + (1 − alpha) × s_{t−1}``, restarted at each session's first bar
+(yesterday's mood says nothing about today's open).
 
 Evaluation, backtests and the live session all call this object, so the smoothed policy
 is the one that is measured and the one that trades. Two ways to feed it:
@@ -31,8 +32,9 @@ import numpy as np
 import pandas as pd
 import torch as th
 
-from tradenova_dagster.domain import Bar, Decision, Signal
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.domain import Bar, Signal
+from tradenova_dagster.rules import DECISION_THRESHOLD, decision_for
+from tradenova_dagster.store import Store
 from tradenova_dagster.rl import registry
 from tradenova_dagster.rl.features import FLAT, N_FEATURES, DayContext, FeatureBuilder, PositionState, observation
 
@@ -63,7 +65,7 @@ class SignalModel:
         vec_normalize=None,
         *,
         alpha: float = DEFAULT_ALPHA,
-        threshold: float = 0.3,
+        threshold: float = DECISION_THRESHOLD,
         symbol: str = "SPY",
         model_id: str = "",
         record: bool = False,
@@ -101,7 +103,7 @@ class SignalModel:
             vec_normalize = pickle.load(f)  # the statistics only; no env needed to normalise
         kwargs.setdefault("symbol", meta.get("symbol", "SPY"))
         kwargs.setdefault("model_id", path.name)
-        kwargs.setdefault("threshold", meta.get("env_config", {}).get("threshold", 0.3))
+        kwargs.setdefault("threshold", meta.get("env_config", {}).get("threshold", DECISION_THRESHOLD))
         return cls(model, vec_normalize, **kwargs)
 
     @classmethod
@@ -156,7 +158,7 @@ class SignalModel:
             symbol=self.symbol,
             raw_action=raw,
             smoothed_action=smoothed,
-            decision=Decision.from_action(smoothed, self.threshold),
+            decision=decision_for(smoothed, self.threshold),
             model=self.model_id,
         )
         if self.record:

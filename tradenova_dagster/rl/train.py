@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tradenova_dagster import config
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.rl import registry
 from tradenova_dagster.rl.dataset import TrainingDataset
 from tradenova_dagster.rl.env import EnvConfig, TradingEnv

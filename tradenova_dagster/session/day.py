@@ -10,44 +10,23 @@ minutes, the flatten at 15:50) see one account and one risk state.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
-from typing import Any
 
 import pandas as pd
 
+from tradenova_dagster.domain import OptionContract
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.bars_store import bars_for_day, quality_verdict
 from tradenova_dagster.market.context import MarketContext, compute_context, load_context, save_context
-from tradenova_dagster.metrics.store import Store
+from tradenova_dagster.store import Store
 from tradenova_dagster.session.clock import PacedClock, SimulatedClock, WallClock
 from tradenova_dagster.session.engine import SessionReport, SessionSettings, TradingSession
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
+from tradenova_dagster.session.runtime import Runtime
 
-
-@dataclass
-class Runtime:
-    """One account's trading parts, sharing a store (see the module docstring)."""
-
-    store: Store
-    account: str
-    broker: Any
-    executor: Any
-    risk: Any
-    profit: Any
-    tracker: Any
-    kill_switch: Any
-    sim: Any = None  # the SimBroker when the broker is simulated (it needs market updates)
-    run_id: str | None = None
-
-    def record(self, job: str, kind: str, detail: dict) -> None:
-        """One row in ``session_events``: what a job did, for the UI, the report and people."""
-        self.store.execute(
-            "INSERT INTO session_events (account, run_id, job, kind, detail) VALUES (?, ?, ?, ?, ?)",
-            [self.account, self.run_id, job, kind, json.dumps(detail, default=str)],
-        )
+__all__ = ["Runtime", "backtest_day", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "warmup"]
 
 
 def session_key(account: str, day: date) -> str:
@@ -138,11 +117,13 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     refuse_bad_data(runtime.store, settings.symbol, day)
     ctx = trading_context(runtime.store, source, day, settings.symbol)
     open_, close = calendar.session_open_close(day)
+    resumed = last_committed_bar(runtime.store, runtime.account, day)
+    history = None
     if mode == "replay":
         bars = bars_for_day(runtime.store, source, settings.symbol, day)
-        resume = runtime.sim.market_time if runtime.sim is not None else None
-        if resume is not None and calendar.as_date(resume) == day:
-            bars = bars[bars["timestamp"] > pd.Timestamp(resume)]  # a restarted replay continues
+        if resumed is not None:  # a restart: the bars already acted on only rebuild the signal
+            history, bars = bars[bars["timestamp"] <= resumed], bars[bars["timestamp"] > resumed]
+            open_ = resumed
         clock = clock or (PacedClock(open_, pace_s) if pace_s > 0 else SimulatedClock(open_))
         feed = ReplayFeed(bars, clock)
     elif mode == "live":
@@ -151,24 +132,25 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     else:
         raise ValueError(f"mode: unknown value {mode!r}; expected replay or live")
     _set_clock(runtime, clock)
-    # A fast replay owns its account for seconds: it keeps it in memory and writes once.
-    # Live, paper and paced replays write each bar, so a crash loses at most that bar.
+    # A fast replay owns its account for seconds: one transaction for the day. Live, paper
+    # and paced replays commit each bar, so a crash loses at most the bar in progress.
     fast = mode == "replay" and pace_s == 0 and runtime.sim is not None
     settings = replace(settings, persist_every_bar=not fast)
-    session = TradingSession(
-        day, broker=runtime.broker, executor=runtime.executor, risk=runtime.risk, profit=runtime.profit,
-        signal=signal, tracker=runtime.tracker, kill_switch=runtime.kill_switch, context=ctx, feed=feed,
-        clock=clock, settings=settings, sim=runtime.sim, agent=getattr(signal, "model_id", "") or "rl",
-    )
-    runtime.record("session", "started", {"day": day, "mode": mode, "context": ctx.as_dict()})
-    if fast:
-        with runtime.sim.batch(), runtime.tracker.batch():
-            report = session.run()
-    else:
-        report = session.run()
+    session = TradingSession(day, runtime, signal=signal, context=ctx, feed=feed, clock=clock, settings=settings,
+                             agent=getattr(signal, "model_id", "") or "rl", history=history)
+    session.report.resumed_after = resumed
+    runtime.record("session", "started", {"day": day, "mode": mode, "context": ctx.as_dict(),
+                                          "resumed_after": resumed})
+    report = session.run()
     runtime.record("session", "stopped", {"summary": report.summary(), "stopped": report.stopped,
                                           "flat": report.flat, "orders": report.orders})
     return report
+
+
+def last_committed_bar(store: Store, account: str, day: date) -> pd.Timestamp | None:
+    """The start of the last bar a session of ``account`` committed on ``day`` (None: none yet)."""
+    rows = store.query("SELECT max(bar_ts) FROM session_bars WHERE account = ? AND day = ?", [account, day])
+    return pd.Timestamp(rows[0][0]).tz_convert("UTC") if rows and rows[0][0] is not None else None
 
 
 def _set_clock(runtime: Runtime, clock) -> None:
@@ -219,10 +201,44 @@ def flatten(runtime: Runtime, reason: str, retries: int = 3, wait_s: float = 2.0
             runtime.sim.advance(pd.Timestamp(runtime.sim.market_time) + pd.Timedelta(seconds=1))
         else:
             sleep(wait_s)
+    _book_flatten(runtime, orders, reason)
     remaining = [p.symbol for p in runtime.broker.get_positions()]
     report = FlattenReport(runtime.account, reason, canceled, orders, attempts, not remaining, remaining)
     runtime.record("flatten", "flat" if report.flat else "not_flat", asdict(report))
     return report
+
+
+def _book_flatten(runtime: Runtime, client_order_ids: list[str], reason: str) -> None:
+    """Record the flatten's orders and fills in the ledger, as the session records its own,
+    so that positions (from fills) and the ladder agree with the broker afterwards."""
+    from tradenova_dagster.broker.base import NotFound
+    from tradenova_dagster.ledger import AccountLedger
+    from tradenova_dagster.session.engine import book_exit
+
+    ledger = AccountLedger(runtime.store, runtime.account, run_id=runtime.run_id,
+                           fee_per_contract=runtime.fee_per_contract)
+    now = runtime.executor.now()
+    with runtime.store.unit_of_work():
+        for coid in dict.fromkeys(client_order_ids):
+            try:
+                order = runtime.broker.get_order_by_client_id(coid)
+            except NotFound:
+                continue
+            if coid not in ledger.orders:
+                if ledger.book.qty(order.symbol) < order.qty:
+                    continue  # not a position of this ledger: the next session's reconciliation adopts it
+                ledger.record_order(coid, order, symbol=order.symbol, side=order.side, qty=order.qty,
+                                    intent="flatten", reason=reason, decision_ts=now)
+            for fill, part in ledger.observe(order, now):
+                if part is not None:
+                    pos = ledger.book.positions.get(fill.symbol)
+                    underlying = (OptionContract.parse(fill.symbol).underlying if OptionContract.is_option_symbol(fill.symbol)
+                                  else fill.symbol)
+                    book_exit(runtime, fill, part, reason, "flatten", underlying,
+                              remaining=int(round(pos.qty)) if pos else 0)
+        runtime.tracker.flush()
+        runtime.profit.flush()
+        runtime.risk.flush()
 
 
 @dataclass
@@ -268,9 +284,9 @@ def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: fl
     Trades, equity, predictions and decisions are recorded under ``backtest:<id>`` (so a
     backtest is read as one account, never mixed with paper or live). Each day trades a
     simulated account of its own (``backtest:<id>:<day>``) starting from ``initial_cash``:
-    the days of a backfill run in parallel and in any order, and re-running a day replaces
-    exactly that day. Risk and the ladder run in memory: the global kill switch does not
-    apply to backtests.
+    re-running a day replaces exactly that day. Risk keeps its state and its refusals
+    (``risk_events``) in DuckDB under ``backtest:<id>`` as a live account does; the ladder
+    runs in memory; the global kill switch does not apply to backtests.
     """
     from tradenova_dagster.broker import BrokerExecutor, SimBroker
     from tradenova_dagster.broker.sim import SimConfig
@@ -281,10 +297,12 @@ def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: fl
     sim = SimBroker(f"{account}:{day.isoformat()}", store, SimConfig(initial_cash=initial_cash))
     sim.reset(initial_cash)
     executor = BrokerExecutor(sim, run_id=session_key(account, day), backoff_s=0.0)
-    risk = (AdvancedRiskManager.from_limits(risk_limits, initial_cash, account=account) if risk_limits is not None
-            else AdvancedRiskManager(initial_balance=initial_cash, account=account))
     tracker = MetricsTracker(store=store, account=account, initial_capital=initial_cash)
     tracker.clear_day(day)
+    # Risk keeps its state and every refusal in DuckDB, as it does live (one way in every mode).
+    risk = (AdvancedRiskManager.from_limits(risk_limits, initial_cash, account=account, store=store)
+            if risk_limits is not None else AdvancedRiskManager(initial_balance=initial_cash, account=account,
+                                                                   store=store))
     return Runtime(store, account, sim, executor, risk, ProfitManager(account=account), tracker,
                    KillSwitch(None, account=account), sim=sim)
 

@@ -1,31 +1,35 @@
 """The trading session: one loop for replay, paper and live (DESIGN.md §5).
 
-Each completed bar (from a feed that waits on a clock) goes through the same steps:
+Each completed bar goes through the same steps, top to bottom:
 
-1. a simulated broker, if there is one, sees the bar (orders sent after the previous
-   bar fill now, at this bar's prices: t+1 fills, no look-ahead);
-2. the orders in flight are polled: new fills update the take-profit ladder, and every
-   exit fill is recorded as a trade (and, when a position closes, in the risk state);
-3. the account is marked to market: equity goes to the risk manager (daily loss,
-   drawdown) and to the equity curve;
-4. the kill switch stops the session (the flatten job, launched by its sensor, closes
-   what is open); at flatten time (10 minutes before the close) it stops entering and
-   closes every position;
-5. open positions are checked against the ladder and the stop (``ProfitManager``);
-6. the signal (``SignalModel``, EMA-smoothed) decides CALL / PUT / FLAT: a position the
-   signal no longer wants is closed, and a new CALL/PUT entry goes through contract
-   selection, ``check_trade_allowed`` (VIX, IV rank, the quote's spread) and
-   ``BrokerExecutor`` — every decision, allowed or refused, is recorded with its reason.
+1. **market**: a simulated broker sees the bar (orders sent after the previous bar fill
+   now, at this bar's prices: t+1 fills, no look-ahead);
+2. **fills**: the orders in flight are looked up; the ledger (``ledger.AccountLedger``)
+   applies each through the order state machine and folds new fills into the book —
+   the only place positions, entry prices and P&L come from. An exit fill records the
+   round trip; a ladder exit marks its levels fired only now that it filled;
+3. **mark**: equity to risk (daily loss, drawdown) and to the equity curve;
+4. **signal**: the model sees the bar and the position (``SignalModel``, EMA-smoothed);
+5. **controls**: the kill switch stops the session; at flatten time it stops entering
+   and closes every position;
+6. **exits**: the take-profit ladder and the stop (``ProfitManager.propose_exits``);
+7. **entry gate and orders**: a position the signal no longer wants is closed; a new
+   CALL/PUT goes through contract selection, ``check_trade_allowed`` and the executor;
+8. **commit**: everything the bar wrote, plus a ``session_bars`` row keyed by
+   (account, bar), in one transaction (``Store.unit_of_work``).
 
-The contract traded is the one the RL environment trains on (``rl.env.EnvConfig``): the
-ATM strike on the $1 grid, expiring ``expiry_days`` sessions later, bought to open, so the
-policy trades in the session what it learned on.
+Exactly once per bar: a bar either committed whole or left no trace. A restart resumes
+after the last committed bar: the day's earlier bars rebuild the signal's features and
+EMA (with the position it saw, kept in ``session_bars``), the ledger gives positions,
+entry times and the reasons of orders still open, and client order ids derive from
+(account, day, decision bar, intent), so an order re-sent for a bar that did not commit
+is recognised by the broker as the same order.
 
-On start the session reconciles with the broker: open option positions are adopted into
-the ladder, open orders are tracked (never sent again), and a restarted replay resumes
-after the last bar the broker saw. Client order ids derive from (account, day, intent,
-contract, bar), so a restarted run that repeats a decision repeats its id, and the
-broker refuses the duplicate.
+A rejected order is final: the session records the broker's reason and does not send it
+again on the next bar. An entry refused by the broker blocks entries in that direction
+until the signal changes its mind; an exit that fails is retried as a new decision at
+most ``exit_retries`` times, ``exit_backoff_bars`` bars apart, then an alert is recorded
+(the flatten still runs).
 """
 
 from __future__ import annotations
@@ -33,28 +37,23 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 
+import pandas as pd
 
-from tradenova_dagster.domain import (
-    OPTION_MULTIPLIER,
-    Bar,
-    Decision,
-    Fill,
-    OptionContract,
-    OptionType,
-    Order,
-    Side,
-)
+from tradenova_dagster import rules
+from tradenova_dagster.domain import Bar, Decision, OptionContract, OptionType, OrderStatus, Side
+from tradenova_dagster.ledger import AccountLedger, LongOnlyViolation
 from tradenova_dagster.market import calendar
 from tradenova_dagster.session.feed import BarTick
+from tradenova_dagster.session.runtime import Runtime
 from tradenova_dagster.session.timetable import DayPlan
 
 log = logging.getLogger(__name__)
 
 _DIRECTION = {Decision.BUY_CALL: 1, Decision.BUY_PUT: -1, Decision.FLAT: 0}
+_REFUSED = {"rejected", "refused", "failed"}
 
 
 @dataclass(frozen=True)
@@ -63,44 +62,38 @@ class SessionSettings:
 
     symbol: str = "SPY"
     contracts: int = 1
-    expiry_days: int = 2
-    strike_step: float = 1.0
+    expiry_days: int = rules.EXPIRY_SESSIONS
+    strike_step: float = rules.STRIKE_STEP
     entry_timeout_bars: int = 3  # an entry order still open after this many bars is canceled
-    persist_every_bar: bool = False  # live, paper and paced replays: write state each bar; else at the end
+    exit_retries: int = 3  # a failed exit is tried again at most this many times ...
+    exit_backoff_bars: int = 2  # ... this many bars apart, then an alert
+    persist_every_bar: bool = False  # live, paper and paced replays: commit each bar; else once at the end
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.contracts, int) and self.contracts >= 1):
-            raise ValueError(f"contracts must be a whole number >= 1, got {self.contracts!r}")
-        if not (isinstance(self.expiry_days, int) and self.expiry_days >= 0):
-            raise ValueError(f"expiry_days must be a whole number >= 0, got {self.expiry_days!r}")
+        for name in ("contracts", "entry_timeout_bars", "exit_backoff_bars"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in ("expiry_days", "exit_retries"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
         if not (math.isfinite(self.strike_step) and self.strike_step > 0):
             raise ValueError(f"strike_step must be > 0, got {self.strike_step!r}")
 
 
 @dataclass
 class _InFlight:
-    """An order the session sent (or adopted) and still watches."""
+    """An order the session sent (or found open in the ledger) and still watches."""
 
-    order: Order
+    client_order_id: str
+    broker_order_id: str | None
+    symbol: str
+    side: Side
     intent: str
     reason: str
+    levels: tuple[str, ...] = ()  # the ladder levels a take-profit exit is for
     bars: int = 0
-    seen_qty: float = 0.0
-    seen_notional: float = 0.0  # filled qty × average price already processed
-
-
-@dataclass
-class _Holding:
-    """A position the session manages: one option contract, bought to open."""
-
-    symbol: str
-    qty: int
-    entry_price: float
-    direction: int
-    entry_time: object = None  # datetime of the first entry fill (None when adopted)
-    bars_held: int = 0
-    realized_pnl: float = 0.0
-    closing: bool = False  # an exit for the whole position is in flight
 
 
 @dataclass
@@ -117,6 +110,7 @@ class SessionReport:
     start_equity: float | None = None
     end_equity: float | None = None
     open_positions: int = 0
+    resumed_after: pd.Timestamp | None = None
     stopped: str = ""
     orders: list[str] = field(default_factory=list)
 
@@ -138,280 +132,426 @@ class SessionReport:
 
 
 class TradingSession:
-    """One trading day for one account (see the module docstring)."""
+    """One trading day for one account (see the module docstring).
 
-    def __init__(self, day, *, broker, executor, risk, profit, signal, tracker, kill_switch, context, feed,
-                 clock, settings: SessionSettings | None = None, sim=None, agent: str = "rl"):
+    ``history``: the bars of this day that were already acted on (a restart); they rebuild
+    the signal's state, with the position the signal saw at each (``session_bars``).
+    """
+
+    def __init__(self, day, runtime: Runtime, *, signal, context, feed, clock,
+                 settings: SessionSettings | None = None, agent: str = "rl", history: pd.DataFrame | None = None):
         self.day = calendar.require_trading_day(day)
         self.plan = DayPlan.for_day(self.day)
-        self.broker = broker
-        self.executor = executor
-        self.risk = risk
-        self.profit = profit
+        self.rt = runtime
         self.signal = signal
-        self.tracker = tracker
-        self.kill_switch = kill_switch
         self.context = context
         self.feed = feed
         self.clock = clock
         self.settings = settings or SessionSettings()
-        self.sim = sim
         self.agent = agent
-        self.account = tracker.account
+        self.history = history
+        self.account = runtime.account
+        self.ledger = AccountLedger(runtime.store, runtime.account, run_id=runtime.run_id,
+                                    fee_per_contract=runtime.fee_per_contract)
         self.report = SessionReport(self.day, self.account)
         self._in_flight: dict[str, _InFlight] = {}
-        self._holdings: dict[str, _Holding] = {}
+        self._blocked_entry: int = 0  # a direction whose entry the broker refused, until the signal changes
+        self._exit_failures: Counter = Counter()
+        self._exit_next_bar: dict[str, int] = {}
+        self._alerted: set[str] = set()
         self._stop_reason = ""
-        self._commission = float(getattr(getattr(sim, "config", None), "option_commission_per_contract", 0.0))
+        self._seen = (0, 0.0, 0)  # the position the signal saw on the current bar
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> SessionReport:
-        self._reconcile()
-        self.signal.reset(self.day, self.context)
+        self._start()
         try:
-            for tick in self.feed:
-                if self.settings.persist_every_bar:
-                    # One write per bar: the broker keeps the account in memory during the bar.
-                    with self.sim.batch() if self.sim is not None else nullcontext(), self.tracker.batch():
+            if self.settings.persist_every_bar:
+                for tick in self.feed:
+                    with self.rt.store.unit_of_work(), self._buffered():
                         self._on_bar(tick)
-                    self._flush()
-                else:
-                    self._on_bar(tick)
-                if self._stop_reason:
-                    break
+                    if self._stop_reason:
+                        break
+            else:  # a fast replay owns its account for seconds: one transaction for the day
+                with self.rt.store.unit_of_work(), self._buffered():
+                    for tick in self.feed:
+                        self._on_bar(tick)
+                        if self._stop_reason:
+                            break
         finally:
-            self._finish()
+            self.report.stopped = self.report.stopped or self._stop_reason or "feed ended"
         return self.report
 
+    def _buffered(self):
+        """Buffer the broker's and the tracker's writes; they flush into the open unit of work."""
+        from contextlib import ExitStack
+
+        stack = ExitStack()
+        if self.rt.sim is not None:
+            stack.enter_context(self.rt.sim.batch())
+        stack.enter_context(self.rt.tracker.batch())
+        stack.callback(self._flush_parts)
+        return stack
+
+    def _flush_parts(self) -> None:
+        self.rt.risk.flush()
+        self.rt.profit.flush()
+
     def _on_bar(self, tick: BarTick) -> None:
-        report = self.report
-        report.bars += 1
-        symbol = self.settings.symbol
-        if self.sim is not None:
+        self.report.bars += 1
+        if self.rt.sim is not None:
             prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
-            self.sim.on_bar(tick.timestamp, symbol, prices, vix=self.context.vix)
+            self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=self.context.vix)
         self._poll_orders(tick)
         equity = self._mark_to_market(tick)
-        if report.start_equity is None:
-            report.start_equity = equity
+        if self.report.start_equity is None:
+            self.report.start_equity = equity
+        signal = self._signal(tick)
+        self._controls_and_orders(tick, signal)
+        self._commit_bar(tick)
 
-        bar = Bar(symbol, tick.timestamp.to_pydatetime(), tick.open, tick.high, tick.low, tick.close, tick.volume)
-        signal = self.signal.on_bar(bar, self._position_state())
-        self.tracker.log_signal(signal)
-        report.decisions[signal.decision.value] += 1
+    def _signal(self, tick: BarTick):
+        bar = Bar(self.settings.symbol, tick.timestamp.to_pydatetime(), tick.open, tick.high, tick.low, tick.close,
+                  tick.volume)
+        self._seen = self._position_seen(tick)
+        signal = self.signal.on_bar(bar, self._position_state(*self._seen))
+        self.rt.tracker.log_signal(signal)
+        self.report.decisions[signal.decision.value] += 1
+        return signal
 
-        switch = self.kill_switch.state()
+    def _controls_and_orders(self, tick: BarTick, signal) -> None:
+        switch = self.rt.kill_switch.state()
         if switch.on:
             self._cancel_entries()
             self._stop_reason = f"kill switch on ({switch.reason}): session stopped; the flatten job closes positions"
             return
         if tick.end >= self.plan.flatten:
             self._cancel_entries()
-            self._close_all(tick, "flatten time (10 minutes before the close)")
-            if not self._holdings and not self._in_flight:
+            for symbol in self._holdings():
+                self._sell(symbol, self.ledger.book.qty(symbol), "flatten",
+                           "flatten time (10 minutes before the close)", tick)
+            if not self._holdings() and not self._in_flight:
                 self._stop_reason = f"flat at {tick.end.tz_convert(calendar.NEW_YORK):%H:%M} New York (flatten time)"
             return
-
         self._ladder_exits(tick)
         self._follow_signal(tick, signal)
 
-    # ------------------------------------------------------------------ steps
+    def _commit_bar(self, tick: BarTick) -> None:
+        direction, pnl, bars = self._seen
+        with self.rt.store.transaction() as con:
+            con.execute(
+                "INSERT INTO session_bars (account, day, bar_ts, run_id, position_direction, position_pnl,"
+                " position_bars) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [self.account, self.day, tick.timestamp.to_pydatetime(), self.rt.run_id, direction, pnl, bars])
 
-    def _reconcile(self) -> None:
-        """Adopt what the broker already holds for this account: positions and open orders."""
-        for position in self.broker.get_positions():
-            if not OptionContract.is_option_symbol(position.symbol) or position.qty <= 0:
+    # ------------------------------------------------------------------ start and restart
+
+    def _start(self) -> None:
+        """Settle expiries, reconcile the ledger with the broker, adopt open orders, rebuild
+        the signal from the bars already acted on, and start the day's risk state."""
+        with self.rt.store.unit_of_work(), self._buffered():
+            for fill, part in self.ledger.settle_expired(self.day, self._underlying_close):
+                self._on_fill(_InFlight("", None, fill.symbol, Side.SELL, "expiry", "expired: settled at intrinsic "
+                                        "value"), fill, part)
+            self._reconcile_positions()
+            for order in self.ledger.open_orders():
+                found = self._lookup(order.client_order_id)
+                if found is None:  # the broker never received it: nothing to watch
+                    self.ledger.observe_missing(order.client_order_id, self.clock.now().to_pydatetime())
+                    continue
+                found = None if found is self._STILL_UNKNOWN else found
+                levels = tuple(order.intent.removeprefix("exit_").split("+")) if order.intent.startswith("exit_") else ()
+                self._in_flight[order.client_order_id] = _InFlight(
+                    order.client_order_id, found.id if found else None, order.symbol, order.side,
+                    order.intent, order.reason, levels)
+            for symbol, pos in self._holdings().items():
+                if symbol not in self.rt.profit.positions():
+                    self.rt.profit.add_position(symbol, int(round(pos.qty)), pos.avg_entry_price, "buy")
+            for symbol in list(self.rt.profit.positions()):
+                if self.ledger.book.qty(symbol) <= 0 and OptionContract.is_option_symbol(symbol):
+                    self.rt.profit.remove_position(symbol)  # closed elsewhere (a flatten job): forget its ladder
+            self.rt.risk.start_day(self.day, self.rt.broker.get_account().equity)
+        self.signal.reset(self.day, self.context)
+        if self.history is not None and len(self.history):
+            self._replay_history()
+
+    _STILL_UNKNOWN = object()
+
+    def _lookup(self, client_order_id: str):
+        """The broker's order with this client order id; None if it never received it;
+        ``_STILL_UNKNOWN`` if the broker cannot say yet (ask again next bar, never re-send)."""
+        from tradenova_dagster.broker import OutcomeStillUnknown
+
+        try:
+            return self.rt.executor.resolve([client_order_id])[client_order_id]
+        except OutcomeStillUnknown:
+            return self._STILL_UNKNOWN
+
+    def _underlying_close(self, symbol: str, day: date) -> float | None:
+        rows = self.rt.store.query("SELECT close FROM market_bars WHERE symbol = ? AND day = ? ORDER BY ts DESC LIMIT 1",
+                                   [symbol, day])
+        return float(rows[0][0]) if rows else None
+
+    def _reconcile_positions(self) -> None:
+        """Where the broker and the ledger disagree on an option of ours, the broker holds the
+        truth: record the difference as a ``reconcile`` fill and say so."""
+        from tradenova_dagster.ledger import LedgerFill
+
+        held = {p.symbol: p for p in self.rt.broker.get_positions() if self._ours(p.symbol)}
+        now = pd.Timestamp(self.clock.now()).to_pydatetime()
+        for symbol in sorted(set(held) | set(self._holdings())):
+            broker_qty = float(held[symbol].qty) if symbol in held else 0.0
+            diff = broker_qty - self.ledger.book.qty(symbol)
+            if abs(diff) < 1e-9:
                 continue
-            contract = OptionContract.parse(position.symbol)
-            if contract.underlying != self.settings.symbol:
-                continue
-            qty = int(round(position.qty))
-            if position.symbol not in self.profit.positions():
-                self.profit.add_position(position.symbol, qty, position.avg_entry_price, "buy")
+            if diff > 0:
+                price = held[symbol].avg_entry_price
             else:
-                self.profit.sync_quantity(position.symbol, qty)
-            direction = 1 if contract.option_type is OptionType.CALL else -1
-            self._holdings[position.symbol] = _Holding(position.symbol, qty, position.avg_entry_price, direction)
-        for order in self.broker.list_orders(status="open"):
-            intent = order.client_order_id.split("-")[1] if order.client_order_id.startswith("tn-") else "adopted"
-            self._in_flight[order.id] = _InFlight(order, intent, "adopted on restart",
-                                                  seen_qty=order.filled_qty,
-                                                  seen_notional=order.filled_qty * (order.filled_avg_price or 0.0))
-        account = self.broker.get_account()
-        self.risk.start_day(self.day, account.equity)
-        self.risk.set_positions({h.symbol: h.qty for h in self._holdings.values()})
+                quote = self.rt.broker.get_quote(symbol)
+                price = quote.bid if quote and quote.bid > 0 else 0.0
+            fill = LedgerFill(f"reconcile:{symbol}:{now.isoformat()}", symbol, Side.BUY if diff > 0 else Side.SELL,
+                              abs(diff), price, 0.0, now, None, "reconcile")
+            part = self.ledger.record_fill(fill)
+            if part is not None:
+                self._on_fill(_InFlight("", None, symbol, Side.SELL, "reconcile", "closed outside this session"),
+                              fill, part)
+            self.rt.record("session", "reconcile", {"symbol": symbol, "broker_qty": broker_qty,
+                                                     "ledger_qty": broker_qty - diff, "price": price})
+
+    def _replay_history(self) -> None:
+        """Feed the bars already acted on to the signal, as it saw them; act on none."""
+        from tradenova_dagster.rl.features import PositionState
+
+        kept = list(getattr(self.signal, "predictions", []) or [])
+        seen = {pd.Timestamp(ts): (d, p, b) for ts, d, p, b in self.rt.store.query(
+            "SELECT bar_ts, position_direction, position_pnl, position_bars FROM session_bars"
+            " WHERE account = ? AND day = ?", [self.account, self.day])}
+        for row in self.history.itertuples(index=False):
+            ts = pd.Timestamp(row.timestamp)
+            d, p, b = seen.get(ts, (0, 0.0, 0))
+            bar = Bar(self.settings.symbol, ts.to_pydatetime(), row.open, row.high, row.low, row.close, row.volume)
+            self.signal.on_bar(bar, PositionState(d, p, b) if d else self._position_state(0, 0.0, 0))
+        if hasattr(self.signal, "predictions") and isinstance(self.signal.predictions, list):
+            self.signal.predictions[:] = kept  # warm-up predictions are not new predictions
+
+    # ------------------------------------------------------------------ positions (from the ledger)
+
+    def _ours(self, symbol: str) -> bool:
+        return OptionContract.is_option_symbol(symbol) and OptionContract.parse(symbol).underlying == self.settings.symbol
+
+    def _holdings(self) -> dict:
+        return {s: p for s, p in self.ledger.book.positions.items() if self._ours(s) and p.qty > 1e-9}
+
+    def _closing(self, symbol: str) -> float:
+        return sum(1 for f in self._in_flight.values() if f.symbol == symbol and f.side is Side.SELL)
+
+    def _position_seen(self, tick: BarTick) -> tuple[int, float, int]:
+        holdings = self._holdings()
+        if not holdings:
+            return (0, 0.0, 0)
+        symbol, pos = next(iter(holdings.items()))
+        direction = 1 if OptionContract.parse(symbol).option_type is OptionType.CALL else -1
+        mid = self.rt.broker.get_quote(symbol).mid
+        pnl = (mid - pos.avg_entry_price) / pos.avg_entry_price if pos.avg_entry_price > 0 else 0.0
+        interval = tick.end - tick.timestamp
+        bars = int((tick.end - pd.Timestamp(pos.opened_at)) / interval) if pos.opened_at is not None else 0
+        return (direction, float(pnl), max(bars, 0))
+
+    @staticmethod
+    def _position_state(direction: int, pnl: float, bars: int):
+        from tradenova_dagster.rl.features import FLAT, PositionState
+
+        return PositionState(direction, pnl, bars) if direction else FLAT
+
+    # ------------------------------------------------------------------ fills
 
     def _poll_orders(self, tick: BarTick) -> None:
-        for order_id, flight in list(self._in_flight.items()):
-            order = self.broker.get_order(order_id)
-            new_qty = order.filled_qty - flight.seen_qty
-            if new_qty > 1e-9:
-                notional = order.filled_qty * (order.filled_avg_price or 0.0)
-                price = (notional - flight.seen_notional) / new_qty
-                flight.seen_qty, flight.seen_notional = order.filled_qty, notional
-                self._on_fill(flight, order, int(round(new_qty)), price, tick)
+        for coid, flight in list(self._in_flight.items()):
+            if flight.broker_order_id is None:  # the outcome was unknown: look it up by its id
+                order = self._lookup(coid)
+                if order is self._STILL_UNKNOWN:
+                    continue
+                if order is None:
+                    del self._in_flight[coid]
+                    self.ledger.observe_missing(coid, tick.end.to_pydatetime())
+                    if flight.side is Side.SELL:
+                        self._order_failed(flight, "the broker never received it", tick)
+                    continue
+                flight.broker_order_id = order.id
+            else:
+                order = self.rt.broker.get_order(flight.broker_order_id)
+            for fill, part in self.ledger.observe(order, tick.end.to_pydatetime()):
+                self._on_fill(flight, fill, part)
             flight.bars += 1
             if not order.is_open:
-                del self._in_flight[order_id]
-                self._order_ended(flight, order)
+                del self._in_flight[coid]
+                if order.filled_qty <= 0 and flight.side is Side.SELL:
+                    self._order_failed(flight, f"{order.status.value} by the broker", tick)
+                elif order.status is OrderStatus.REJECTED and flight.intent == "entry":
+                    self._blocked_entry = self._direction(flight.symbol)
             elif flight.intent == "entry" and flight.bars >= self.settings.entry_timeout_bars:
-                self.broker.cancel_order(order_id)  # a resting entry is no longer the decision of this bar
+                self.rt.broker.cancel_order(order.id)  # a resting entry is no longer this bar's decision
 
-    def _on_fill(self, flight: _InFlight, order: Order, qty: int, price: float, tick: BarTick) -> None:
-        self.tracker.record_fill(Fill(order.id, order.symbol, qty, price, order.side, tick.end.to_pydatetime(),
-                                      commission=self._commission * qty, client_order_id=order.client_order_id))
-        if order.side is Side.BUY:
-            holding = self._holdings.get(order.symbol)
-            if holding is None:
-                contract = OptionContract.parse(order.symbol)
-                direction = 1 if contract.option_type is OptionType.CALL else -1
-                holding = self._holdings[order.symbol] = _Holding(order.symbol, 0, price, direction,
-                                                                  entry_time=tick.end.to_pydatetime())
-            total = holding.qty + qty
-            holding.entry_price = (holding.entry_price * holding.qty + price * qty) / total
-            holding.qty = total
+    def _on_fill(self, flight: _InFlight, fill, part) -> None:
+        profit = self.rt.profit
+        symbol = fill.symbol
+        pos = self.ledger.book.positions.get(symbol)
+        if fill.side is Side.BUY:
+            if symbol in profit.positions():
+                profit.set_entry(symbol, int(round(pos.qty)), pos.avg_entry_price)
+            else:  # covered by the stop from its first fill, not when the order ends
+                profit.add_position(symbol, int(round(pos.qty)), pos.avg_entry_price, "buy")
             return
-        holding = self._holdings.get(order.symbol)
-        if holding is None:
-            return  # an exit of a position this session does not manage (adopted elsewhere)
-        pnl = (price - holding.entry_price) * qty * OPTION_MULTIPLIER - 2 * self._commission * qty
-        holding.qty -= qty
-        holding.realized_pnl += pnl
+        remaining = int(round(pos.qty)) if pos is not None else 0
         self.report.trades += 1
-        self.report.realized_pnl += pnl
-        self.tracker.record_trade(
-            self.settings.symbol, holding.entry_price, price, qty, "long", pnl, self.agent,
-            entry_time=holding.entry_time, exit_time=tick.end.to_pydatetime(), contract=order.symbol,
-            commission=2 * self._commission * qty, exit_reason=flight.reason,
-        )
-        if holding.qty <= 0:
-            self.risk.record_trade(order.symbol, qty, holding.entry_price, price, holding.realized_pnl, "buy")
-            if order.symbol in self.profit.positions():  # a ladder exit has already closed it there
-                self.profit.remove_position(order.symbol)
-            del self._holdings[order.symbol]
-        elif order.symbol in self.profit.positions():
-            self.profit.sync_quantity(order.symbol, holding.qty)
+        self.report.realized_pnl += part.pnl
+        book_exit(self.rt, fill, part, flight.reason, self.agent, self.settings.symbol, flight.levels, remaining)
+        if part.closes_position:
+            self._exit_failures.pop(symbol, None)
 
-    def _order_ended(self, flight: _InFlight, order: Order) -> None:
-        """An entry that ends filled joins the ladder; an exit that ends short is retried."""
-        holding = self._holdings.get(order.symbol)
-        if order.side is Side.BUY and holding is not None and order.filled_qty > 0:
-            if order.symbol in self.profit.positions():
-                self.profit.sync_quantity(order.symbol, holding.qty)
-            else:
-                self.profit.add_position(order.symbol, holding.qty, holding.entry_price, "buy")
-            self.risk.set_positions({h.symbol: h.qty for h in self._holdings.values()})
-        if order.side is Side.SELL and holding is not None:
-            holding.closing = False
+    def _order_failed(self, flight: _InFlight, why: str, tick: BarTick) -> None:
+        """An exit that ended with nothing filled: a new decision later, at most N times."""
+        symbol = flight.symbol
+        self._exit_failures[symbol] += 1
+        self._exit_next_bar[symbol] = self.report.bars + self.settings.exit_backoff_bars
+        if self._exit_failures[symbol] > self.settings.exit_retries and symbol not in self._alerted:
+            self._alerted.add(symbol)
+            self.rt.record("session", "alert", {"symbol": symbol, "intent": flight.intent, "why": why,
+                                                "attempts": self._exit_failures[symbol],
+                                                "bar": tick.end.isoformat()})
 
     def _mark_to_market(self, tick: BarTick) -> float:
-        account = self.broker.get_account()
-        positions = self.broker.get_positions()
+        account = self.rt.broker.get_account()
+        positions = self.rt.broker.get_positions()
         value = sum(p.market_value for p in positions)
-        unrealized = {p.symbol: p.unrealized_pl for p in positions}
-        self.risk.update_equity(account.equity, unrealized)
-        self.tracker.record_equity(tick.end.to_pydatetime(), account.equity, account.cash, value)
-        for holding in self._holdings.values():
-            holding.bars_held += 1
+        self.rt.risk.update_equity(account.equity, {p.symbol: p.unrealized_pl for p in positions})
+        self.rt.tracker.record_equity(tick.end.to_pydatetime(), account.equity, account.cash, value)
         self.report.end_equity = account.equity
         self.report.open_positions = len(positions)
         return account.equity
 
-    def _position_state(self):
-        from tradenova_dagster.rl.features import FLAT, PositionState
-
-        if not self._holdings:
-            return FLAT
-        holding = next(iter(self._holdings.values()))
-        mid = self.broker.get_quote(holding.symbol).mid
-        pnl = (mid - holding.entry_price) / holding.entry_price if holding.entry_price > 0 else 0.0
-        return PositionState(holding.direction, float(pnl), holding.bars_held)
+    # ------------------------------------------------------------------ decisions
 
     def _ladder_exits(self, tick: BarTick) -> None:
-        for holding in list(self._holdings.values()):
-            if holding.closing or holding.symbol not in self.profit.positions():
+        for symbol in self._holdings():
+            if self._closing(symbol) or symbol not in self.rt.profit.positions() or not self._may_exit(symbol):
                 continue
-            quote = self.broker.get_quote(holding.symbol)
+            quote = self.rt.broker.get_quote(symbol)
             if quote.bid <= 0:
                 continue
-            exit_ = self.profit.check_exits(holding.symbol, quote.bid)
+            exit_ = self.rt.profit.propose_exits(symbol, quote.bid)
             if exit_ is not None:
-                self._sell(holding, int(exit_["qty"]), f"exit_{exit_['level']}", exit_["reason"], tick)
+                self._sell(symbol, int(exit_["qty"]), "exit_" + "+".join(exit_["levels"]), exit_["reason"], tick,
+                           levels=tuple(exit_["levels"]))
+
+    def _may_exit(self, symbol: str) -> bool:
+        return (self._exit_failures[symbol] <= self.settings.exit_retries
+                and self.report.bars >= self._exit_next_bar.get(symbol, 0))
 
     def _follow_signal(self, tick: BarTick, signal) -> None:
         wanted = _DIRECTION[signal.decision]
-        for holding in list(self._holdings.values()):
-            if holding.direction != wanted and not holding.closing:
-                self._sell(holding, holding.qty, "signal_exit", f"signal {signal.decision.value}", tick)
-        if wanted == 0 or any(h.direction == wanted for h in self._holdings.values()):
+        if wanted != self._blocked_entry:
+            self._blocked_entry = 0  # the signal changed its mind: a new decision
+        for symbol in self._holdings():
+            if self._direction(symbol) != wanted and not self._closing(symbol) and self._may_exit(symbol):
+                self._sell(symbol, self.ledger.book.qty(symbol), "signal_exit", f"signal {signal.decision.value}", tick)
+        if wanted == 0 or any(self._direction(s) == wanted for s in self._holdings()):
             return
         if any(f.intent == "entry" for f in self._in_flight.values()):
             return
+        if wanted == self._blocked_entry:
+            return  # the broker refused this entry; not re-sent until the signal changes
         self._enter(tick, signal, wanted)
 
-    def _contract(self, spot: float, direction: int) -> OptionContract:
-        expiry = self.day
-        for _ in range(self.settings.expiry_days):
-            expiry = calendar.next_session(expiry)
-        strike = round(spot / self.settings.strike_step) * self.settings.strike_step
-        kind = OptionType.CALL if direction > 0 else OptionType.PUT
-        return OptionContract(self.settings.symbol, expiry, kind, strike)
+    @staticmethod
+    def _direction(symbol: str) -> int:
+        return 1 if OptionContract.parse(symbol).option_type is OptionType.CALL else -1
 
     def _enter(self, tick: BarTick, signal, direction: int) -> None:
-        contract = self._contract(tick.close, direction)
-        quote = self.broker.get_quote(contract.symbol)
-        qty = self.settings.contracts
-        allowed, reason, level = self.risk.check_trade_allowed(
-            contract.symbol, qty, quote.ask, Side.BUY, iv_rank=self.context.iv_rank, vix=self.context.vix,
+        s = self.settings
+        contract = rules.select_contract(s.symbol, self.day, tick.close, direction, s.expiry_days, s.strike_step)
+        quote = self.rt.broker.get_quote(contract.symbol)
+        allowed, reason, level = self.rt.risk.check_trade_allowed(
+            contract.symbol, s.contracts, quote.ask, Side.BUY, iv_rank=self.context.iv_rank, vix=self.context.vix,
             spread_pct=quote.spread_pct, is_exit=False,
         )
-        self.tracker.log_decision(self.agent, signal.decision.value, allowed, reason, symbol=contract.symbol,
-                                  timestamp=tick.end.to_pydatetime(), risk_level=getattr(level, "value", str(level)))
-        if not allowed:
+        if allowed:
+            result = self.rt.executor.execute_order(contract.symbol, s.contracts, Side.BUY, quote=quote,
+                                                    intent="entry", bar_time=tick.timestamp.to_pydatetime())
+            sent = self._track(result, contract.symbol, Side.BUY, s.contracts, "entry",
+                               f"signal {signal.decision.value}: {reason}", tick)
+            if sent:
+                self.report.entries += 1
+            else:
+                self._blocked_entry = direction
+                allowed, reason = False, f"{reason}; broker: {result.outcome} ({result.error})"
+        else:
             self.report.refusals += 1
-            return
-        result = self.executor.execute_order(contract.symbol, qty, Side.BUY, quote=quote, intent="entry",
-                                             bar_time=tick.timestamp.to_pydatetime())
-        if self._track(result, "entry", f"signal {signal.decision.value}: {reason}"):
-            self.report.entries += 1
+        self.rt.tracker.log_decision(self.agent, signal.decision.value, allowed, reason, symbol=contract.symbol,
+                                     timestamp=tick.end.to_pydatetime(), risk_level=getattr(level, "value", str(level)))
 
-    def _sell(self, holding: _Holding, qty: int, intent: str, reason: str, tick: BarTick) -> None:
+    def _sell(self, symbol: str, qty: float, intent: str, reason: str, tick: BarTick, levels: tuple = ()) -> None:
         """Exits go out as market orders: a stop or a flatten must not rest at the mid."""
-        qty = min(qty, holding.qty)
-        if qty <= 0:
+        qty = int(round(qty))
+        if qty <= 0 or self._closing(symbol):
             return
-        result = self.executor.execute_market_order(holding.symbol, qty, Side.SELL, intent=intent,
-                                                    bar_time=tick.timestamp.to_pydatetime())
-        if self._track(result, intent, reason):
+        try:
+            self.ledger.book.require_can_sell(symbol, qty, self.ledger.pending_sells(symbol))
+        except LongOnlyViolation as exc:
+            log.error("%s", exc)
+            return
+        result = self.rt.executor.execute_market_order(symbol, qty, Side.SELL, intent=intent,
+                                                       bar_time=tick.timestamp.to_pydatetime())
+        if self._track(result, symbol, Side.SELL, qty, intent, reason, tick, levels):
             self.report.exits += 1
-            holding.closing = qty == holding.qty
 
-    def _track(self, result, intent: str, reason: str) -> bool:
-        if not result.ok or result.order is None:
-            log.warning("order %s not placed (%s): %s", result.client_order_id, result.outcome, result.error)
+    def _track(self, result, symbol: str, side: Side, qty: float, intent: str, reason: str, tick: BarTick,
+               levels: tuple = ()) -> bool:
+        """Record the order in the ledger whatever happened; watch it if the broker may hold it."""
+        decided = tick.end.to_pydatetime()
+        coid = result.client_order_id
+        if result.outcome in _REFUSED or (result.order is None and result.outcome != "unknown"):
+            log.warning("order %s not placed (%s): %s", coid, result.outcome, result.error)
             self.report.refusals += 1
+            if coid not in self.ledger.orders:
+                self.ledger.record_order(coid, None, symbol=symbol, side=side, qty=qty, intent=intent, reason=reason,
+                                         decision_ts=decided, status=OrderStatus.REJECTED,
+                                         broker_message=f"{result.outcome}: {result.error}")
+            if side is Side.SELL:
+                self._order_failed(_InFlight(coid, None, symbol, side, intent, reason, levels),
+                                   f"{result.outcome}: {result.error}", tick)
             return False
-        self.report.orders.append(result.client_order_id)
-        self._in_flight[result.order.id] = _InFlight(result.order, intent, reason)
+        if coid not in self.ledger.orders:
+            self.ledger.record_order(coid, result.order, symbol=symbol, side=side, qty=qty, intent=intent,
+                                     reason=reason, decision_ts=decided,
+                                     broker_message=None if result.ok else f"{result.outcome}: {result.error}")
+        self.report.orders.append(coid)
+        self._in_flight[coid] = _InFlight(coid, result.order.id if result.order else None, symbol, side, intent,
+                                          reason, levels)
         return True
 
     def _cancel_entries(self) -> None:
-        for order_id, flight in list(self._in_flight.items()):
-            if flight.intent == "entry":
-                self.broker.cancel_order(order_id)
+        for flight in self._in_flight.values():
+            if flight.intent == "entry" and flight.broker_order_id is not None:
+                self.rt.broker.cancel_order(flight.broker_order_id)
 
-    def _close_all(self, tick: BarTick, reason: str) -> None:
-        for holding in list(self._holdings.values()):
-            if not holding.closing:
-                self._sell(holding, holding.qty, "flatten", reason, tick)
 
-    def _flush(self) -> None:
-        for part in (self.tracker, self.risk, self.profit):
-            part.flush()
-        if self.sim is not None:
-            self.sim.flush()
-
-    def _finish(self) -> None:
-        self.report.stopped = self.report.stopped or self._stop_reason or "feed ended"
-        self._flush()
+def book_exit(runtime: Runtime, fill, part, reason: str, agent: str, underlying: str, levels: tuple = (),
+              remaining: int = 0) -> None:
+    """What an exit fill means beyond the ledger: the round trip in ``trades`` (keyed by the
+    fill, so it cannot be recorded twice), the ladder (levels fired only now that the exit
+    filled), and, when the position closed, the trade in the risk state."""
+    runtime.tracker.record_trade(
+        underlying, part.entry_price, fill.price, fill.qty, "long", part.pnl, agent,
+        entry_time=part.entry_time or fill.ts, exit_time=fill.ts, contract=fill.symbol, commission=part.fees,
+        exit_reason=reason, trade_id=fill.fill_id,
+    )
+    profit = runtime.profit
+    if fill.symbol in profit.positions():
+        if levels:
+            profit.exit_filled(fill.symbol, levels, remaining)
+        else:
+            profit.sync_quantity(fill.symbol, remaining)
+    if part.closes_position:
+        runtime.risk.record_trade(fill.symbol, fill.qty, part.entry_price, fill.price, part.position_pnl, "buy")

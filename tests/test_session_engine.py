@@ -1,0 +1,250 @@
+"""TradingSession, unit by unit, on a real SimBroker and DuckDB with faults injected:
+a rejected entry, a partial fill, a rejected ladder exit, an expiry, an unknown outcome,
+and a restart that must decide exactly as an uninterrupted day.
+"""
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from tradenova_dagster.broker import BrokerExecutor, BrokerRejected, TransientBrokerError
+from tradenova_dagster.domain import Decision, Order, OrderStatus, Side, Signal
+from tradenova_dagster.ledger import AccountLedger, LedgerFill
+from tradenova_dagster.market.data import get_source
+from tradenova_dagster.risk import ProfitManager
+from tradenova_dagster.session import day as trading_day
+
+DAY = "2026-11-20"
+ACTION = {Decision.BUY_CALL: 0.9, Decision.BUY_PUT: -0.9, Decision.FLAT: 0.0}
+
+
+class Scripted:
+    """A signal that says what ``decide(bar index)`` says."""
+
+    model_id = "scripted"
+
+    def __init__(self, decide):
+        self.decide, self.i = decide, -1
+
+    def reset(self, day=None, context=None):
+        self.i = -1
+
+    def on_bar(self, bar, position=None):
+        self.i += 1
+        decision = self.decide(self.i)
+        return Signal(bar.timestamp, bar.symbol, ACTION[decision], ACTION[decision], decision, self.model_id)
+
+
+class Faulty:
+    """The SimBroker, with the faults a real broker shows, switched on per test."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.reject_buys = False
+        self.reject_sells = 0  # reject this many sells, then let them through
+        self.partial_polls = 0  # report this many polls of a filled buy as 1 contract filled
+        self.lose_next_reply = False  # the next order lands, but its reply (and lookups this bar) fail
+        self.lookups_fail_at = None
+        self.submitted: list[Order] = []
+
+    def __getattr__(self, name):
+        return getattr(self.sim, name)
+
+    def submit_order(self, order):
+        if order.side is Side.BUY and self.reject_buys:
+            raise BrokerRejected("insufficient options buying power", 403, 40310000)
+        if order.side is Side.SELL and self.reject_sells > 0:
+            self.reject_sells -= 1
+            raise BrokerRejected("asset is not tradable right now", 403, 40310000)
+        placed = self.sim.submit_order(order)
+        self.submitted.append(placed)
+        if self.lose_next_reply:
+            self.lose_next_reply, self.lookups_fail_at = False, self.sim.market_time
+            raise TransientBrokerError("read timed out", kind="timeout", maybe_sent=True)
+        return placed
+
+    def get_order_by_client_id(self, client_order_id):
+        if self.lookups_fail_at is not None and self.sim.market_time == self.lookups_fail_at:
+            raise TransientBrokerError("read timed out", kind="timeout", maybe_sent=True)
+        return self.sim.get_order_by_client_id(client_order_id)
+
+    def get_order(self, order_id):
+        order = self.sim.get_order(order_id)
+        if order.side is Side.BUY and order.filled_qty > 1 and self.partial_polls > 0:
+            self.partial_polls -= 1
+            return Order(order.symbol, order.qty, order.side, order.client_order_id, id=order.id,
+                         status=OrderStatus.PARTIALLY_FILLED, filled_qty=1, filled_avg_price=order.filled_avg_price)
+        return order
+
+
+def _runtime(store, name="unit", profit=None, backtest=True):
+    """A backtest day's runtime (fresh each time), or the ``sim:<name>`` account's, which
+    carries over from run to run as a paper account does."""
+    if backtest:
+        runtime = trading_day.backtest_runtime(store, name, pd.Timestamp(DAY).date())
+    else:
+        from ops.trading import build_runtime
+        from resources.broker import BrokerResource
+        from resources.risk import RiskResource
+        from resources.store import StoreResource
+
+        lenient = RiskResource(max_loss_streak=1000, daily_loss_limit_pct=0.5)  # trade all day
+        runtime = build_runtime(f"sim:{name}", BrokerResource(), lenient, StoreResource(db_path=str(store.path)),
+                                run_id="test", session_day=pd.Timestamp(DAY).date())
+    broker = Faulty(runtime.sim)
+    executor = BrokerExecutor(broker, run_id=f"{runtime.account}:{DAY}", backoff_s=0.0)
+    return replace(runtime, broker=broker, executor=executor,
+                   profit=profit or ProfitManager(account=runtime.account, store=store))
+
+
+def _run(runtime, decide, contracts=1, source=None):
+    settings = trading_day.SessionSettings(contracts=contracts)
+    return trading_day.run_session(runtime, DAY, source or get_source("synthetic"), Scripted(decide),
+                                   mode="replay", settings=settings)
+
+
+def _orders(store, account):
+    return store.query_df("SELECT * FROM orders WHERE account = ? ORDER BY decision_ts", [account])
+
+
+def test_a_rejected_entry_is_final_and_not_resent_while_the_signal_holds(store):
+    runtime = _runtime(store)
+    runtime.broker.reject_buys = True
+    # CALL for bars 0-59, FLAT 60-69, CALL again from 70: two decisions to enter, two attempts.
+    report = _run(runtime, lambda i: Decision.FLAT if 60 <= i < 70 else Decision.BUY_CALL)
+    orders = _orders(store, runtime.account)
+    entries = orders[orders["intent"] == "entry"]
+    assert len(entries) == 2, entries[["client_order_id", "decision_ts"]]
+    assert (entries["status"] == "rejected").all()
+    assert entries["broker_message"].str.contains("insufficient options buying power").all()
+    decided = pd.to_datetime(entries["decision_ts"], utc=True).dt.tz_convert("America/New_York")
+    assert list(decided.dt.strftime("%H:%M")) == ["09:31", "10:41"]
+    refused = store.query("SELECT allowed, reason FROM agent_decisions WHERE account = ? ORDER BY ts",
+                          [runtime.account])
+    assert [allowed for allowed, _ in refused] == [False, False] and "rejected" in refused[0][1]
+    assert report.entries == 0 and report.flat
+
+
+def test_a_partial_entry_is_under_the_stop_from_its_first_fill(store):
+    runtime = _runtime(store)
+    runtime.broker.partial_polls = 1
+    seen = []
+    profit = runtime.profit
+    original = profit.add_position
+
+    def watch(symbol, qty, entry_price, side="buy"):
+        seen.append(qty)
+        return original(symbol, qty, entry_price, side)
+
+    profit.add_position = watch
+    _run(runtime, lambda i: Decision.BUY_CALL if i < 5 else Decision.FLAT, contracts=3)
+    assert seen[0] == 1  # covered after the first contract filled, not when the order ended
+    fills = store.query("SELECT side, qty FROM fills WHERE account = ? ORDER BY ts, side", [runtime.account])
+    assert fills[:2] == [("buy", 1.0), ("buy", 2.0)]
+    assert sum(q for s, q in fills if s == "sell") == 3.0
+
+
+def test_a_rejected_ladder_exit_keeps_the_stop_and_is_retried_at_most_n_times(store):
+    tight = ProfitManager(stop_loss_pct=0.001, account="backtest:unit", store=store)  # the first dip fires it
+    runtime = _runtime(store, profit=tight)
+    runtime.broker.reject_sells = 2
+    _run(runtime, lambda i: Decision.BUY_CALL if i < 40 else Decision.FLAT)
+    orders = _orders(store, runtime.account)
+    stops = orders[orders["intent"] == "exit_STOP"]
+    assert list(stops["status"]) == ["rejected", "rejected", "filled"]
+    gaps = pd.to_datetime(stops["decision_ts"], utc=True).diff().dropna()
+    assert (gaps >= pd.Timedelta(minutes=2)).all()  # backoff between attempts
+    reasons = [r for (r,) in store.query("SELECT exit_reason FROM trades WHERE account = ? AND contract = ?",
+                                         [runtime.account, stops["symbol"].iloc[-1]])]
+    assert any(r.startswith("stop loss") for r in reasons), reasons  # booked with the ladder's reason
+
+
+def test_an_exit_failing_past_its_retries_raises_an_alert(store):
+    tight = ProfitManager(stop_loss_pct=0.001, account="backtest:unit", store=store)
+    runtime = _runtime(store, profit=tight)
+    runtime.broker.reject_sells = 10_000
+    report = _run(runtime, lambda i: Decision.BUY_CALL)
+    alerts = store.query("SELECT detail FROM session_events WHERE kind = 'alert'")
+    assert len(alerts) == 1 and '"intent": "exit_' in alerts[0][0] and '"attempts": 4' in alerts[0][0]
+    assert tight.positions()  # never fired: the position still has its ladder and stop
+    assert not report.flat
+
+
+def test_an_unknown_outcome_is_looked_up_next_bar_never_sent_twice(store):
+    runtime = _runtime(store)
+    runtime.broker.lose_next_reply = True
+    _run(runtime, lambda i: Decision.BUY_CALL if i < 10 else Decision.FLAT)
+    buys = [o for o in runtime.broker.submitted if o.side is Side.BUY]
+    assert len(buys) == 1
+    orders = _orders(store, runtime.account)
+    entry = orders[orders["intent"] == "entry"].iloc[0]
+    assert entry["status"] == "filled" and entry["client_order_id"] == buys[0].client_order_id
+    assert store.query("SELECT count(*) FROM fills WHERE account = ? AND side = 'buy'", [runtime.account]) == [(1,)]
+
+
+def test_an_option_that_expired_while_held_settles_at_intrinsic_value(store):
+    runtime = _runtime(store)
+    contract = "SPY261119C00590000"  # expired 2026-11-19, the session before DAY
+    ledger = AccountLedger(store, runtime.account)
+    ledger.record_fill(LedgerFill("f-old", contract, Side.BUY, 2, 3.0, 1.3, pd.Timestamp("2026-11-18 15:00Z")))
+    store.execute("INSERT INTO market_bars (symbol, day, ts, open, high, low, close, volume, source) VALUES "
+                  "('SPY', '2026-11-19', '2026-11-19 20:59Z', 600, 601, 599, 596.5, 10, 'test')")
+    _run(runtime, lambda i: Decision.FLAT)
+    fill = store.query("SELECT price, qty, reason FROM fills WHERE account = ? AND side = 'sell'", [runtime.account])
+    assert fill == [(6.5, 2.0, "expiry")]
+    trade = store.query("SELECT pnl, exit_reason FROM trades WHERE account = ?", [runtime.account])
+    assert trade[0][0] == pytest.approx(2 * 6.5 * 100 - 2 * 3.0 * 100 - 1.3)
+    assert trade[0][1].startswith("expired")
+
+
+def test_risk_refusals_of_a_backtest_reach_risk_events_once_per_refusal(store):
+    from tradenova_dagster.risk.manager import RiskLimits
+
+    def replay():
+        return trading_day.backtest_day(store, get_source("synthetic"), DAY, Scripted(lambda i: Decision.BUY_CALL),
+                                        "vix", risk_limits=RiskLimits(max_vix=1.0))
+
+    first = replay()
+    events = store.query("SELECT kind, rule, count(*) FROM risk_events WHERE account = 'backtest:vix' GROUP BY ALL")
+    assert events == [("refusal", "vix", first.refusals)] and first.refusals > 300
+    replay()  # re-running the day replaces its records, refusals included
+    assert store.query("SELECT count(*) FROM risk_events WHERE account = 'backtest:vix'") == [(first.refusals,)]
+
+
+class FirstBars:
+    """A source that has only the first ``n`` bars of the day (the session then stops)."""
+
+    def __init__(self, source, n):
+        self.source, self.n = source, n
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def bars(self, symbol, day):
+        return self.source.bars(symbol, day).iloc[: self.n].copy()
+
+
+def test_a_restart_decides_exactly_as_the_uninterrupted_day(tmp_path):
+    """The scripted signal counts the bars it has seen: the restart must feed it the first
+    150 again (as history, acting on none) for its decisions to line up."""
+    from tradenova_dagster.store import Store
+
+    def decide(i):
+        return Decision.BUY_CALL if i % 47 < 20 else (Decision.BUY_PUT if i % 47 < 35 else Decision.FLAT)
+
+    source = get_source("synthetic")
+    whole = Store(tmp_path / "whole.duckdb")
+    _run(_runtime(whole, "r", backtest=False), decide, source=source)
+    split = Store(tmp_path / "split.duckdb")
+    first = _run(_runtime(split, "r", backtest=False), decide, source=FirstBars(source, 150))
+    assert first.bars == 150
+    second = _run(_runtime(split, "r", backtest=False), decide, source=source)
+    bars = source.bars("SPY", pd.Timestamp(DAY).date())
+    assert second.resumed_after == pd.Timestamp(bars["timestamp"].iloc[149]).tz_convert("UTC")
+    assert second.trades >= 3  # the part after the restart trades: its decisions are compared
+    for table, cols in (("trades", "contract, qty, entry_time, exit_time, round(pnl, 6), exit_reason"),
+                        ("equity_curve", "ts, round(equity, 6)"),
+                        ("orders", "client_order_id, intent, status")):
+        q = f"SELECT {cols} FROM {table} ORDER BY 1, 2"
+        assert split.query(q) == whole.query(q), table

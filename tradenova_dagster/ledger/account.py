@@ -1,0 +1,196 @@
+"""One account's ledger in DuckDB: its orders, its fills, and the positions folded from them.
+
+``AccountLedger`` is what the session (and the flatten job) use to record what happened
+at the broker, and the only place they read holdings from:
+
+- ``record_order`` writes an order the moment it is sent, with its intent, reason and the
+  bar that decided it; ``observe`` applies the broker's view of it through the state
+  machine (``orders.advance``) and turns any newly filled quantity into a fill whose id
+  is ``<broker order id>:<cumulative filled qty>`` — the same fill seen twice (a restart,
+  a re-poll) has the same id, and the unique key refuses it.
+- every fill is folded into the ``Book`` (``book.py``: one P&L formula, fees once); a
+  sell that closes (part of) a position returns the round trip the trades table records,
+  keyed by the fill id.
+- ``settle_expired`` records an option that expired while held as a fill with reason
+  ``expiry`` at its intrinsic value from the underlying's close on the expiry day.
+
+Nothing here keeps a copy of a position that is not derived from ``fills``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import pandas as pd
+
+from tradenova_dagster.domain import OptionContract, Order, OrderStatus, Side
+from tradenova_dagster.ledger.book import Book, ClosedPart, LedgerFill
+from tradenova_dagster.ledger.orders import FINAL, advance
+from tradenova_dagster.market import calendar
+from tradenova_dagster.rules import intrinsic_value
+from tradenova_dagster.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LedgerOrder:
+    """The ledger's record of one order (a row of ``orders``)."""
+
+    client_order_id: str
+    broker_order_id: str | None
+    symbol: str
+    side: Side
+    qty: float
+    intent: str
+    reason: str
+    decision_ts: datetime
+    status: OrderStatus
+    filled_qty: float = 0.0
+    filled_avg_price: float | None = None
+    broker_message: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in FINAL
+
+    @property
+    def filled_notional(self) -> float:
+        return self.filled_qty * (self.filled_avg_price or 0.0)
+
+
+def _day(ts) -> date:
+    return calendar.as_date(pd.Timestamp(ts).tz_convert(calendar.NEW_YORK).date())
+
+
+class AccountLedger:
+    """Orders and fills of one account, and the book folded from the fills."""
+
+    def __init__(self, store: Store, account: str, initial_cash: float = 0.0, run_id: str | None = None,
+                 fee_per_contract: float = 0.0):
+        self.store = store
+        self.account = account
+        self.run_id = run_id
+        self.fee_per_contract = fee_per_contract
+        self.orders: dict[str, LedgerOrder] = {}
+        with store.connect() as con:
+            rows = con.execute(
+                "SELECT fill_id, symbol, side, qty, price, commission, ts, client_order_id, coalesce(reason, 'trade') "
+                "FROM fills WHERE account = ? ORDER BY ts, fill_id", [account]).fetchall()
+            fills = [LedgerFill(fid or f"legacy:{i}", sym, Side(side), qty, price, fee, ts, coid, reason)
+                     for i, (fid, sym, side, qty, price, fee, ts, coid, reason) in enumerate(rows)]
+            for row in con.execute(
+                "SELECT client_order_id, broker_order_id, symbol, side, qty, intent, reason, decision_ts, status, "
+                "filled_qty, filled_avg_price, broker_message FROM orders WHERE account = ?", [account]).fetchall():
+                order = LedgerOrder(row[0], row[1], row[2], Side(row[3]), row[4], row[5], row[6], row[7],
+                                    OrderStatus(row[8]), row[9], row[10], row[11])
+                self.orders[order.client_order_id] = order
+        self.book = Book.from_fills(initial_cash, fills)
+
+    # ------------------------------------------------------------------ reading
+
+    def open_orders(self) -> list[LedgerOrder]:
+        return [o for o in self.orders.values() if o.is_open]
+
+    def pending_sells(self, symbol: str) -> float:
+        return sum(o.qty - o.filled_qty for o in self.open_orders() if o.symbol == symbol and o.side is Side.SELL)
+
+    # ------------------------------------------------------------------ orders
+
+    def record_order(self, client_order_id: str, order: Order | None, *, symbol: str, side: Side, qty: float,
+                     intent: str, reason: str, decision_ts: datetime, order_type: str = "market",
+                     limit_price: float | None = None, status: OrderStatus = OrderStatus.NEW,
+                     broker_message: str | None = None) -> LedgerOrder:
+        """Write an order as sent (or as refused: ``status=rejected`` with the broker's message)."""
+        record = LedgerOrder(client_order_id, order.id if order else None, symbol, side, float(qty), intent, reason,
+                             decision_ts, status, 0.0, None, broker_message)
+        self.orders[client_order_id] = record
+        self._save(record, order_type, limit_price)
+        return record
+
+    def observe(self, order: Order, bar_end: datetime) -> list[tuple[LedgerFill, ClosedPart | None]]:
+        """Apply the broker's view of a known order; returns the new fills (and what each closed)."""
+        record = self.orders[order.client_order_id]
+        new_status = advance(order.client_order_id, record.status, order.status, qty=record.qty,
+                             filled_before=record.filled_qty, filled_after=order.filled_qty)
+        fills = []
+        new_qty = order.filled_qty - record.filled_qty
+        if new_qty > 1e-9:
+            notional = order.filled_qty * (order.filled_avg_price or 0.0)
+            price = (notional - record.filled_notional) / new_qty
+            fill = LedgerFill(f"{order.id}:{order.filled_qty:g}", order.symbol, order.side, new_qty, max(price, 0.0),
+                              self._fee(order.symbol, new_qty), bar_end, order.client_order_id)
+            fills.append((fill, self.record_fill(fill)))
+        record.broker_order_id = order.id
+        record.status, record.filled_qty, record.filled_avg_price = new_status, order.filled_qty, order.filled_avg_price
+        if new_status is OrderStatus.REJECTED and not record.broker_message:
+            record.broker_message = "rejected by the broker"
+        self._save(record)
+        return fills
+
+    def observe_missing(self, client_order_id: str, when: datetime) -> None:
+        """An order whose outcome was unknown and that the broker says it never received:
+        final (rejected, with that reason); a new attempt is a new decision."""
+        record = self.orders[client_order_id]
+        record.status = advance(client_order_id, record.status, OrderStatus.REJECTED, qty=record.qty,
+                                filled_before=record.filled_qty, filled_after=record.filled_qty)
+        record.broker_message = f"never reached the broker (looked up {when:%Y-%m-%d %H:%M} UTC)"
+        self._save(record)
+
+    def _fee(self, symbol: str, qty: float) -> float:
+        return self.fee_per_contract * qty if OptionContract.is_option_symbol(symbol) else 0.0
+
+    def _save(self, o: LedgerOrder, order_type: str | None = None, limit_price: float | None = None) -> None:
+        with self.store.transaction() as con:
+            con.execute(
+                "INSERT INTO orders (account, run_id, client_order_id, broker_order_id, day, decision_ts, symbol, side,"
+                " qty, order_type, limit_price, intent, reason, status, filled_qty, filled_avg_price, broker_message,"
+                " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (account, client_order_id) DO UPDATE SET broker_order_id = excluded.broker_order_id,"
+                " status = excluded.status, filled_qty = excluded.filled_qty,"
+                " filled_avg_price = excluded.filled_avg_price, broker_message = excluded.broker_message,"
+                " updated_ts = excluded.updated_ts",
+                [self.account, self.run_id, o.client_order_id, o.broker_order_id, _day(o.decision_ts), o.decision_ts,
+                 o.symbol, o.side.value, o.qty, order_type or "market", limit_price, o.intent, o.reason,
+                 o.status.value, o.filled_qty, o.filled_avg_price, o.broker_message, o.decision_ts],
+            )
+
+    # ------------------------------------------------------------------ fills
+
+    def record_fill(self, fill: LedgerFill) -> ClosedPart | None:
+        """Fold a fill into the book and write it (the unique key refuses a second copy)."""
+        part = self.book.apply(fill)
+        with self.store.transaction() as con:
+            con.execute(
+                "INSERT INTO fills (account, run_id, ts, day, order_id, client_order_id, symbol, side, qty, price,"
+                " commission, notional, fill_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self.account, self.run_id, fill.ts, _day(fill.ts), fill.fill_id.split(":")[0], fill.client_order_id,
+                 fill.symbol, fill.side.value, fill.qty, fill.price, fill.fee,
+                 fill.qty * fill.price * (100 if OptionContract.is_option_symbol(fill.symbol) else 1),
+                 fill.fill_id, fill.reason],
+            )
+        return part
+
+    def settle_expired(self, today: date, underlying_close) -> list[tuple[LedgerFill, ClosedPart | None]]:
+        """Close every held option whose expiry session has ended before ``today``, at intrinsic
+        value. ``underlying_close(symbol, day)`` gives the underlying's close on the expiry day
+        (None when unknown: the position is left and a warning logged)."""
+        settled = []
+        for symbol, pos in list(self.book.positions.items()):
+            if not OptionContract.is_option_symbol(symbol):
+                continue
+            contract = OptionContract.parse(symbol)
+            if contract.expiry >= today:
+                continue
+            close = underlying_close(contract.underlying, contract.expiry)
+            if close is None:
+                log.warning("%s expired on %s but the underlying's close that day is unknown; not settled",
+                            symbol, contract.expiry)
+                continue
+            when = pd.Timestamp(calendar.session_open_close(contract.expiry)[1]).to_pydatetime()
+            fill = LedgerFill(f"expiry:{symbol}:{len(self.book.fill_ids)}", symbol, Side.SELL, pos.qty, intrinsic_value(contract, close), 0.0,
+                              when, None, "expiry")
+            settled.append((fill, self.record_fill(fill)))
+        return settled

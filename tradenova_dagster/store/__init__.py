@@ -1,0 +1,5 @@
+"""Storage: the DuckDB store (schema, migrations, connection policy). ``metrics/`` only reads."""
+
+from tradenova_dagster.store.database import COMMITS, Store, migrations
+
+__all__ = ["COMMITS", "Store", "migrations"]
