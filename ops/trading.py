@@ -63,11 +63,12 @@ def build_runtime(account: str, broker: BrokerResource, risk: RiskResource, stor
     executor = BrokerExecutor(client, strategy=broker.strategy, run_id=executor_run, max_attempts=broker.max_attempts,
                               backoff_s=broker.backoff_s, stale_order_age_s=broker.stale_order_age_s,
                               timeout_s=broker.timeout_s)
+    switch = risk.kill_switch(account, db)  # one switch, read by the session and by the risk gate
     return trading_day.Runtime(
         db, account, client, executor,
-        risk.build_manager(account, db, run_id), risk.build_profit_manager(account, db, run_id),
+        risk.build_manager(account, db, run_id, kill_switch=switch), risk.build_profit_manager(account, db, run_id),
         MetricsTracker(store=db, account=account, initial_capital=broker.initial_cash, run_id=run_id),
-        risk.kill_switch(account, db), sim=client if broker.mode == "sim" else None, run_id=run_id,
+        switch, sim=client if broker.mode == "sim" else None, run_id=run_id,
     )
 
 

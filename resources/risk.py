@@ -93,11 +93,13 @@ class RiskResource(dg.ConfigurableResource):
         return Store(self.db_path)
 
     def build_manager(self, account: str = "sim:default", store: Store | None = None, run_id: str | None = None,
-                      clock: Clock | None = None) -> AdvancedRiskManager:
-        """The risk manager of ``account``, its state shared through DuckDB."""
+                      clock: Clock | None = None, kill_switch: KillSwitch | None = None) -> AdvancedRiskManager:
+        """The risk manager of ``account``, its state shared through DuckDB. Pass the run's
+        ``kill_switch`` so that the manager and the session read one switch."""
         return AdvancedRiskManager.from_limits(
             self.limits(), self.initial_balance, store=store or self.get_store(), account=account, run_id=run_id,
             clock=clock, flush_interval_s=self.flush_interval_s, max_age_s=self.kill_switch_max_age_s,
+            kill_switch=kill_switch,
         )
 
     def build_profit_manager(self, account: str = "sim:default", store: Store | None = None,

@@ -153,7 +153,14 @@ def test_a_crashed_session_restarts_without_duplicates_or_loss(tradenova_home, s
     entries = orders[orders["client_order_id"].str.startswith("tn-entry-")]
     assert not entries["created_at"].duplicated().any()  # at most one entry per bar, across the restart
     adopted = store.query("SELECT count(*) FROM session_events WHERE job = 'session' AND kind = 'started'")[0][0]
-    assert adopted == 2 and positions_before is not None
+    assert adopted == 2
+    # The restart ended the day flat, in the ledger (from fills) and at the broker alike, and
+    # every position held at the crash was closed by a recorded exit with its reason.
+    assert _open_positions(store, "sim:default") == []
+    assert store.query("SELECT symbol, qty FROM sim_positions WHERE account = 'sim:default'") == []
+    closed = {s for (s,) in store.query("SELECT contract FROM trades WHERE account = 'sim:default'")}
+    assert {symbol for symbol, _ in positions_before} <= closed
+    assert store.query("SELECT count(*) FROM trades WHERE account = 'sim:default' AND exit_reason IS NULL") == [(0,)]
 
 
 @pytest.mark.slow

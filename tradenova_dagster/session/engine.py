@@ -48,7 +48,7 @@ from tradenova_dagster.ledger import AccountLedger, LongOnlyViolation
 from tradenova_dagster.market import calendar
 from tradenova_dagster.session.feed import BarTick
 from tradenova_dagster.session.runtime import Runtime
-from tradenova_dagster.session.timetable import DayPlan
+from tradenova_dagster.session.timetable import FLATTEN_BEFORE_CLOSE, DayPlan
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ class TradingSession:
             self._cancel_entries()
             for symbol in self._holdings():
                 self._sell(symbol, self.ledger.book.qty(symbol), "flatten",
-                           "flatten time (10 minutes before the close)", tick)
+                           f"flatten time ({FLATTEN_BEFORE_CLOSE.seconds // 60} minutes before the close)", tick)
             if not self._holdings() and not self._in_flight:
                 self._stop_reason = f"flat at {tick.end.tz_convert(calendar.NEW_YORK):%H:%M} New York (flatten time)"
             return
