@@ -212,6 +212,17 @@ def test_risk_refusals_of_a_backtest_reach_risk_events_once_per_refusal(store):
     assert store.query("SELECT count(*) FROM risk_events WHERE account = 'backtest:vix'") == [(first.refusals,)]
 
 
+def test_fills_and_trades_carry_the_brokers_fill_time(store):
+    runtime = _runtime(store)
+    _run(runtime, lambda i: Decision.BUY_CALL if i < 30 else Decision.FLAT)
+    ledger = store.query_df("SELECT client_order_id, ts FROM fills WHERE account = ? ORDER BY ts", [runtime.account])
+    broker = store.query_df("SELECT client_order_id, ts FROM sim_fills WHERE account = ? ORDER BY ts",
+                            [runtime.sim.account])
+    assert len(ledger) >= 2 and ledger.equals(broker)
+    exits = store.query("SELECT exit_time FROM trades WHERE account = ?", [runtime.account])
+    assert {t for (t,) in exits} <= set(ledger["ts"])
+
+
 class FirstBars:
     """A source that has only the first ``n`` bars of the day (the session then stops)."""
 

@@ -355,6 +355,7 @@ class Order:
     updated_at: datetime | None = None
     parent_id: str | None = None
     legs: tuple["Order", ...] = field(default=())
+    filled_at: datetime | None = None  # when it became completely filled (Alpaca's filled_at)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "symbol", require_symbol("symbol", self.symbol))

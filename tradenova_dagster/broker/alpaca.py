@@ -180,7 +180,7 @@ def parse_order(data: dict) -> Order:
         order_class=order_class, take_profit_price=take_profit, stop_loss_price=stop_loss,
         stop_loss_limit_price=stop_loss_limit, id=str(data.get("id")), status=status, filled_qty=filled,
         filled_avg_price=_positive(data.get("filled_avg_price")), created_at=_time(data.get("created_at")),
-        updated_at=_time(data.get("updated_at")), parent_id=None, legs=tuple(
+        updated_at=_time(data.get("updated_at")), filled_at=_time(data.get("filled_at")), parent_id=None, legs=tuple(
             Order(**{**leg.__dict__, "parent_id": str(data.get("id"))}) for leg in legs),
     )
 

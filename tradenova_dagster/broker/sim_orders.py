@@ -270,4 +270,5 @@ class OrderBook:
             order_class=o.order_class, take_profit_price=tp, stop_loss_price=sl, stop_loss_limit_price=sl_limit,
             id=o.id, status=o.status, filled_qty=o.filled_qty, filled_avg_price=o.filled_avg_price,
             created_at=o.created_at, updated_at=o.updated_at, parent_id=o.parent_id, legs=legs,
+            filled_at=o.filled_at,
         )

@@ -6,7 +6,8 @@ at the broker, and the only place they read holdings from:
 - ``record_order`` writes an order the moment it is sent, with its intent, reason and the
   bar that decided it; ``observe`` applies the broker's view of it through the state
   machine (``orders.advance``) and turns any newly filled quantity into a fill whose id
-  is ``<broker order id>:<cumulative filled qty>`` — the same fill seen twice (a restart,
+  is ``<broker order id>:<cumulative filled qty>``, stamped with the broker's time of the
+  fill (so ``fills``, ``trades`` and the broker's own records agree on when it happened) — the same fill seen twice (a restart,
   a re-poll) has the same id, and the unique key refuses it.
 - every fill is folded into the ``Book`` (``book.py``: one P&L formula, fees once); a
   sell that closes (part of) a position returns the round trip the trades table records,
@@ -88,6 +89,7 @@ class AccountLedger:
                                     OrderStatus(row[8]), row[9], row[10], row[11])
                 self.orders[order.client_order_id] = order
         self.book = Book.from_fills(initial_cash, fills)
+        self._last_fill_ts = {f.client_order_id: f.ts for f in fills if f.client_order_id}
 
     # ------------------------------------------------------------------ reading
 
@@ -120,8 +122,15 @@ class AccountLedger:
         if new_qty > 1e-9:
             notional = order.filled_qty * (order.filled_avg_price or 0.0)
             price = (notional - record.filled_notional) / new_qty
+            # Stamped when the broker says it filled (``filled_at``; for a partial fill its
+            # update time), as the broker's own records are; no time, or a later one, gets
+            # the bar's end.
+            when = order.filled_at if order.status is OrderStatus.FILLED and order.filled_at else order.updated_at
+            when = when if when is not None and when <= bar_end else bar_end
+            last = self._last_fill_ts.get(order.client_order_id)
+            when = max(when, last) if last is not None else when  # an order's fills never go back in time
             fill = LedgerFill(f"{order.id}:{order.filled_qty:g}", order.symbol, order.side, new_qty, max(price, 0.0),
-                              self._fee(order.symbol, new_qty), bar_end, order.client_order_id)
+                              self._fee(order.symbol, new_qty), when, order.client_order_id)
             fills.append((fill, self.record_fill(fill)))
         record.broker_order_id = order.id
         record.status, record.filled_qty, record.filled_avg_price = new_status, order.filled_qty, order.filled_avg_price
@@ -162,6 +171,8 @@ class AccountLedger:
     def record_fill(self, fill: LedgerFill) -> ClosedPart | None:
         """Fold a fill into the book and write it (the unique key refuses a second copy)."""
         part = self.book.apply(fill)
+        if fill.client_order_id:
+            self._last_fill_ts[fill.client_order_id] = fill.ts
         with self.store.transaction() as con:
             con.execute(
                 "INSERT INTO fills (account, run_id, ts, day, order_id, client_order_id, symbol, side, qty, price,"
