@@ -79,7 +79,7 @@ class AccountLedger:
         with store.connect() as con:
             rows = con.execute(
                 "SELECT fill_id, symbol, side, qty, price, commission, ts, client_order_id, coalesce(reason, 'trade') "
-                "FROM fills WHERE account = ? ORDER BY ts, fill_id", [account]).fetchall()
+                "FROM fills WHERE account = ? ORDER BY seq NULLS LAST, ts, fill_id", [account]).fetchall()
             fills = [LedgerFill(fid or f"legacy:{i}", sym, Side(side), qty, price, fee, ts, coid, reason)
                      for i, (fid, sym, side, qty, price, fee, ts, coid, reason) in enumerate(rows)]
             for row in con.execute(
@@ -122,6 +122,10 @@ class AccountLedger:
         if new_qty > 1e-9:
             notional = order.filled_qty * (order.filled_avg_price or 0.0)
             price = (notional - record.filled_notional) / new_qty
+            if OptionContract.is_option_symbol(order.symbol):
+                # Option fills are on the cent grid; the broker's average is rounded, so the
+                # price of the new part, derived from two averages, is rounded back to it.
+                price = round(price, 2)
             # Stamped when the broker says it filled (``filled_at``; for a partial fill its
             # update time), as the broker's own records are; no time, or a later one, gets
             # the bar's end.
@@ -176,11 +180,12 @@ class AccountLedger:
         with self.store.transaction() as con:
             con.execute(
                 "INSERT INTO fills (account, run_id, ts, day, order_id, client_order_id, symbol, side, qty, price,"
-                " commission, notional, fill_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " commission, notional, fill_id, reason, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " (SELECT coalesce(max(seq) + 1, 0) FROM fills WHERE account = ?))",
                 [self.account, self.run_id, fill.ts, _day(fill.ts), fill.fill_id.split(":")[0], fill.client_order_id,
                  fill.symbol, fill.side.value, fill.qty, fill.price, fill.fee,
                  fill.qty * fill.price * (100 if OptionContract.is_option_symbol(fill.symbol) else 1),
-                 fill.fill_id, fill.reason],
+                 fill.fill_id, fill.reason, self.account],
             )
         return part
 
