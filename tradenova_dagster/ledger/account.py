@@ -121,11 +121,10 @@ class AccountLedger:
         new_qty = order.filled_qty - record.filled_qty
         if new_qty > 1e-9:
             notional = order.filled_qty * (order.filled_avg_price or 0.0)
+            # The new part's price, from the broker's average before and after: exact up to
+            # the rounding of that average (the sim keeps 6 decimals). One poll
+            # may see several broker fills at once; they become one fill at their average.
             price = (notional - record.filled_notional) / new_qty
-            if OptionContract.is_option_symbol(order.symbol):
-                # Option fills are on the cent grid; the broker's average is rounded, so the
-                # price of the new part, derived from two averages, is rounded back to it.
-                price = round(price, 2)
             # Stamped when the broker says it filled (``filled_at``; for a partial fill its
             # update time), as the broker's own records are; no time, or a later one, gets
             # the bar's end.
