@@ -236,6 +236,24 @@ class FirstBars:
         return self.source.bars(symbol, day).iloc[: self.n].copy()
 
 
+def test_an_order_that_filled_while_no_session_ran_is_booked_as_its_own_fill(store):
+    source = get_source("synthetic")
+    bars = source.bars("SPY", pd.Timestamp(DAY).date())
+    first = _run(_runtime(store, "down", backtest=False), lambda i: Decision.BUY_CALL if i == 29 else Decision.FLAT,
+                 source=FirstBars(source, 30))
+    assert first.entries == 1 and first.trades == 0  # sent on the last bar, still open when it stopped
+    gap = _runtime(store, "down", backtest=False)
+    nxt = bars.iloc[30]
+    gap.sim.on_bar(nxt["timestamp"], "SPY", {k: float(nxt[k]) for k in ("open", "high", "low", "close")}, vix=15)
+    assert len(gap.sim.get_positions()) == 1  # the broker filled it while no session ran
+    _run(_runtime(store, "down", backtest=False), lambda i: Decision.FLAT, source=source)
+    fills = store.query("SELECT side, reason, client_order_id LIKE 'tn-entry-%' FROM fills WHERE account = 'sim:down'"
+                        " ORDER BY seq")
+    assert fills == [("buy", "trade", True), ("sell", "trade", False)]  # no 'reconcile' copy of the entry
+    reasons = store.query("SELECT exit_reason FROM trades WHERE account = 'sim:down'")
+    assert reasons == [("signal FLAT",)]
+
+
 def test_a_restart_decides_exactly_as_the_uninterrupted_day(tmp_path):
     """The scripted signal counts the bars it has seen: the restart must feed it the first
     150 again (as history, acting on none) for its decisions to line up."""

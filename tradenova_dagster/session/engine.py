@@ -203,7 +203,7 @@ class TradingSession:
         if self.rt.sim is not None:
             prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
             self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=self.context.vix)
-        self._poll_orders(tick)
+        self._poll_orders(tick.end)
         equity = self._mark_to_market(tick)
         if self.report.start_equity is None:
             self.report.start_equity = equity
@@ -248,13 +248,13 @@ class TradingSession:
     # ------------------------------------------------------------------ start and restart
 
     def _start(self) -> None:
-        """Settle expiries, reconcile the ledger with the broker, adopt open orders, rebuild
-        the signal from the bars already acted on, and start the day's risk state."""
+        """Settle expiries; adopt the ledger's open orders and book what they filled while no
+        session ran; reconcile what still differs from the broker; put holdings under the
+        ladder; start the day's risk state; rebuild the signal from the bars acted on."""
         with self.rt.store.unit_of_work(), self._buffered():
             for fill, part in self.ledger.settle_expired(self.day, self._underlying_close):
                 self._on_fill(_InFlight("", None, fill.symbol, Side.SELL, "expiry", "expired: settled at intrinsic "
                                         "value"), fill, part)
-            self._reconcile_positions()
             for order in self.ledger.open_orders():
                 found = self._lookup(order.client_order_id)
                 if found is None:  # the broker never received it: nothing to watch
@@ -265,6 +265,10 @@ class TradingSession:
                 self._in_flight[order.client_order_id] = _InFlight(
                     order.client_order_id, found.id if found else None, order.symbol, order.side,
                     order.intent, order.reason, levels)
+            # What those orders filled while no session ran goes in first, as their own
+            # fills; only a difference that remains is the broker's word against ours.
+            self._poll_orders(pd.Timestamp(self.clock.now()))
+            self._reconcile_positions()
             for symbol, pos in self._holdings().items():
                 if symbol not in self.rt.profit.positions():
                     self.rt.profit.add_position(symbol, int(round(pos.qty)), pos.avg_entry_price, "buy")
@@ -366,7 +370,8 @@ class TradingSession:
 
     # ------------------------------------------------------------------ fills
 
-    def _poll_orders(self, tick: BarTick) -> None:
+    def _poll_orders(self, now: pd.Timestamp) -> None:
+        """Apply the broker's view of every order in flight (``now``: the bar's end)."""
         for coid, flight in list(self._in_flight.items()):
             if flight.broker_order_id is None:  # the outcome was unknown: look it up by its id
                 order = self._lookup(coid)
@@ -374,20 +379,20 @@ class TradingSession:
                     continue
                 if order is None:
                     del self._in_flight[coid]
-                    self.ledger.observe_missing(coid, tick.end.to_pydatetime())
+                    self.ledger.observe_missing(coid, now.to_pydatetime())
                     if flight.side is Side.SELL:
-                        self._order_failed(flight, "the broker never received it", tick)
+                        self._order_failed(flight, "the broker never received it", now)
                     continue
                 flight.broker_order_id = order.id
             else:
                 order = self.rt.broker.get_order(flight.broker_order_id)
-            for fill, part in self.ledger.observe(order, tick.end.to_pydatetime()):
+            for fill, part in self.ledger.observe(order, now.to_pydatetime()):
                 self._on_fill(flight, fill, part)
             flight.bars += 1
             if not order.is_open:
                 del self._in_flight[coid]
                 if order.filled_qty <= 0 and flight.side is Side.SELL:
-                    self._order_failed(flight, f"{order.status.value} by the broker", tick)
+                    self._order_failed(flight, f"{order.status.value} by the broker", now)
                 elif order.status is OrderStatus.REJECTED and flight.intent == "entry":
                     self._blocked_entry = self._direction(flight.symbol)
             elif flight.intent == "entry" and flight.bars >= self.settings.entry_timeout_bars:
@@ -410,7 +415,7 @@ class TradingSession:
         if part.closes_position:
             self._exit_failures.pop(symbol, None)
 
-    def _order_failed(self, flight: _InFlight, why: str, tick: BarTick) -> None:
+    def _order_failed(self, flight: _InFlight, why: str, now: pd.Timestamp) -> None:
         """An exit that ended with nothing filled: a new decision later, at most N times."""
         symbol = flight.symbol
         self._exit_failures[symbol] += 1
@@ -419,7 +424,7 @@ class TradingSession:
             self._alerted.add(symbol)
             self.rt.record("session", "alert", {"symbol": symbol, "intent": flight.intent, "why": why,
                                                 "attempts": self._exit_failures[symbol],
-                                                "bar": tick.end.isoformat()})
+                                                "bar": now.isoformat()})
 
     def _mark_to_market(self, tick: BarTick) -> float:
         account = self.rt.broker.get_account()
@@ -520,7 +525,7 @@ class TradingSession:
                                          broker_message=f"{result.outcome}: {result.error}")
             if side is Side.SELL:
                 self._order_failed(_InFlight(coid, None, symbol, side, intent, reason, levels),
-                                   f"{result.outcome}: {result.error}", tick)
+                                   f"{result.outcome}: {result.error}", tick.end)
             return False
         if coid not in self.ledger.orders:
             self.ledger.record_order(coid, result.order, symbol=symbol, side=side, qty=qty, intent=intent,
