@@ -213,7 +213,6 @@ def _book_flatten(runtime: Runtime, client_order_ids: list[str], reason: str) ->
     so that positions (from fills) and the ladder agree with the broker afterwards."""
     from tradenova_dagster.broker.base import NotFound
     from tradenova_dagster.ledger import AccountLedger
-    from tradenova_dagster.session.engine import book_exit
 
     ledger = AccountLedger(runtime.store, runtime.account, run_id=runtime.run_id,
                            fee_per_contract=runtime.fee_per_contract)
@@ -234,7 +233,7 @@ def _book_flatten(runtime: Runtime, client_order_ids: list[str], reason: str) ->
                     pos = ledger.book.positions.get(fill.symbol)
                     underlying = (OptionContract.parse(fill.symbol).underlying if OptionContract.is_option_symbol(fill.symbol)
                                   else fill.symbol)
-                    book_exit(runtime, fill, part, reason, "flatten", underlying,
+                    runtime.book_exit(fill, part, reason, "flatten", underlying,
                               remaining=int(round(pos.qty)) if pos else 0)
         runtime.tracker.flush()
         runtime.profit.flush()

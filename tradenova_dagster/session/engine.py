@@ -35,9 +35,7 @@ most ``exit_retries`` times, ``exit_backoff_bars`` bars apart, then an alert is 
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
@@ -47,88 +45,15 @@ from tradenova_dagster.domain import Bar, Decision, OptionContract, OptionType, 
 from tradenova_dagster.ledger import AccountLedger, LongOnlyViolation
 from tradenova_dagster.market import calendar
 from tradenova_dagster.session.feed import BarTick
+from tradenova_dagster.session.restart import position_state, reconcile_positions, replay_history
 from tradenova_dagster.session.runtime import Runtime
+from tradenova_dagster.session.settings import InFlight, SessionReport, SessionSettings
 from tradenova_dagster.session.timetable import FLATTEN_BEFORE_CLOSE, DayPlan
 
 log = logging.getLogger(__name__)
 
 _DIRECTION = {Decision.BUY_CALL: 1, Decision.BUY_PUT: -1, Decision.FLAT: 0}
 _REFUSED = {"rejected", "refused", "failed"}
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """What to trade and how. Defaults mirror the RL environment's contract model."""
-
-    symbol: str = "SPY"
-    contracts: int = 1
-    expiry_days: int = rules.EXPIRY_SESSIONS
-    strike_step: float = rules.STRIKE_STEP
-    entry_timeout_bars: int = 3  # an entry order still open after this many bars is canceled
-    exit_retries: int = 3  # a failed exit is tried again at most this many times ...
-    exit_backoff_bars: int = 2  # ... this many bars apart, then an alert
-    persist_every_bar: bool = False  # live, paper and paced replays: commit each bar; else once at the end
-
-    def __post_init__(self) -> None:
-        for name in ("contracts", "entry_timeout_bars", "exit_backoff_bars"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        for name in ("expiry_days", "exit_retries"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 0):
-                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
-        if not (math.isfinite(self.strike_step) and self.strike_step > 0):
-            raise ValueError(f"strike_step must be > 0, got {self.strike_step!r}")
-
-
-@dataclass
-class _InFlight:
-    """An order the session sent (or found open in the ledger) and still watches."""
-
-    client_order_id: str
-    broker_order_id: str | None
-    symbol: str
-    side: Side
-    intent: str
-    reason: str
-    levels: tuple[str, ...] = ()  # the ladder levels a take-profit exit is for
-    bars: int = 0
-
-
-@dataclass
-class SessionReport:
-    day: date
-    account: str
-    bars: int = 0
-    decisions: Counter = field(default_factory=Counter)
-    entries: int = 0
-    exits: int = 0
-    refusals: int = 0
-    trades: int = 0
-    realized_pnl: float = 0.0
-    start_equity: float | None = None
-    end_equity: float | None = None
-    open_positions: int = 0
-    resumed_after: pd.Timestamp | None = None
-    stopped: str = ""
-    orders: list[str] = field(default_factory=list)
-
-    @property
-    def flat(self) -> bool:
-        return self.open_positions == 0
-
-    def summary(self) -> str:
-        if self.start_equity is None or self.end_equity is None:
-            return f"session {self.day} [{self.account}]: no bar traded; {self.stopped}"
-        pnl = self.end_equity - self.start_equity
-        return (
-            f"session {self.day} [{self.account}]: {self.bars} bars, signals "
-            f"{dict(self.decisions) or '{}'}, {self.entries} entries, {self.exits} exits, "
-            f"{self.refusals} refused, {self.trades} trades, realised {self.realized_pnl:+.2f}, "
-            f"equity {self.start_equity:,.2f} -> {self.end_equity:,.2f} ({pnl:+.2f}), "
-            f"{'flat' if self.flat else f'{self.open_positions} position(s) open'}; {self.stopped}"
-        )
 
 
 class TradingSession:
@@ -154,7 +79,7 @@ class TradingSession:
         self.ledger = AccountLedger(runtime.store, runtime.account, run_id=runtime.run_id,
                                     fee_per_contract=runtime.fee_per_contract)
         self.report = SessionReport(self.day, self.account)
-        self._in_flight: dict[str, _InFlight] = {}
+        self._in_flight: dict[str, InFlight] = {}
         self._blocked_entry: int = 0  # a direction whose entry the broker refused, until the signal changes
         self._exit_failures: Counter = Counter()
         self._exit_next_bar: dict[str, int] = {}
@@ -215,7 +140,7 @@ class TradingSession:
         bar = Bar(self.settings.symbol, tick.timestamp.to_pydatetime(), tick.open, tick.high, tick.low, tick.close,
                   tick.volume)
         self._seen = self._position_seen(tick)
-        signal = self.signal.on_bar(bar, self._position_state(*self._seen))
+        signal = self.signal.on_bar(bar, position_state(*self._seen))
         self.rt.tracker.log_signal(signal)
         self.report.decisions[signal.decision.value] += 1
         return signal
@@ -253,7 +178,7 @@ class TradingSession:
         ladder; start the day's risk state; rebuild the signal from the bars acted on."""
         with self.rt.store.unit_of_work(), self._buffered():
             for fill, part in self.ledger.settle_expired(self.day, self._underlying_close):
-                self._on_fill(_InFlight("", None, fill.symbol, Side.SELL, "expiry", "expired: settled at intrinsic "
+                self._on_fill(InFlight("", None, fill.symbol, Side.SELL, "expiry", "expired: settled at intrinsic "
                                         "value"), fill, part)
             for order in self.ledger.open_orders():
                 found = self._lookup(order.client_order_id)
@@ -262,13 +187,16 @@ class TradingSession:
                     continue
                 found = None if found is self._STILL_UNKNOWN else found
                 levels = tuple(order.intent.removeprefix("exit_").split("+")) if order.intent.startswith("exit_") else ()
-                self._in_flight[order.client_order_id] = _InFlight(
+                self._in_flight[order.client_order_id] = InFlight(
                     order.client_order_id, found.id if found else None, order.symbol, order.side,
                     order.intent, order.reason, levels)
             # What those orders filled while no session ran goes in first, as their own
             # fills; only a difference that remains is the broker's word against ours.
             self._poll_orders(pd.Timestamp(self.clock.now()))
-            self._reconcile_positions()
+            for fill, part in reconcile_positions(self.rt, self.ledger, self._ours,
+                                                  pd.Timestamp(self.clock.now()).to_pydatetime()):
+                self._on_fill(InFlight("", None, fill.symbol, Side.SELL, "reconcile", "closed outside this session"),
+                              fill, part)
             for symbol, pos in self._holdings().items():
                 if symbol not in self.rt.profit.positions():
                     self.rt.profit.add_position(symbol, int(round(pos.qty)), pos.avg_entry_price, "buy")
@@ -278,7 +206,7 @@ class TradingSession:
             self.rt.risk.start_day(self.day, self.rt.broker.get_account().equity)
         self.signal.reset(self.day, self.context)
         if self.history is not None and len(self.history):
-            self._replay_history()
+            replay_history(self.signal, self.rt, self.day, self.settings.symbol, self.history)
 
     _STILL_UNKNOWN = object()
 
@@ -296,48 +224,6 @@ class TradingSession:
         rows = self.rt.store.query("SELECT close FROM market_bars WHERE symbol = ? AND day = ? ORDER BY ts DESC LIMIT 1",
                                    [symbol, day])
         return float(rows[0][0]) if rows else None
-
-    def _reconcile_positions(self) -> None:
-        """Where the broker and the ledger disagree on an option of ours, the broker holds the
-        truth: record the difference as a ``reconcile`` fill and say so."""
-        from tradenova_dagster.ledger import LedgerFill
-
-        held = {p.symbol: p for p in self.rt.broker.get_positions() if self._ours(p.symbol)}
-        now = pd.Timestamp(self.clock.now()).to_pydatetime()
-        for symbol in sorted(set(held) | set(self._holdings())):
-            broker_qty = float(held[symbol].qty) if symbol in held else 0.0
-            diff = broker_qty - self.ledger.book.qty(symbol)
-            if abs(diff) < 1e-9:
-                continue
-            if diff > 0:
-                price = held[symbol].avg_entry_price
-            else:
-                quote = self.rt.broker.get_quote(symbol)
-                price = quote.bid if quote and quote.bid > 0 else 0.0
-            fill = LedgerFill(f"reconcile:{symbol}:{now.isoformat()}", symbol, Side.BUY if diff > 0 else Side.SELL,
-                              abs(diff), price, 0.0, now, None, "reconcile")
-            part = self.ledger.record_fill(fill)
-            if part is not None:
-                self._on_fill(_InFlight("", None, symbol, Side.SELL, "reconcile", "closed outside this session"),
-                              fill, part)
-            self.rt.record("session", "reconcile", {"symbol": symbol, "broker_qty": broker_qty,
-                                                     "ledger_qty": broker_qty - diff, "price": price})
-
-    def _replay_history(self) -> None:
-        """Feed the bars already acted on to the signal, as it saw them; act on none."""
-        from tradenova_dagster.rl.features import PositionState
-
-        kept = list(getattr(self.signal, "predictions", []) or [])
-        seen = {pd.Timestamp(ts): (d, p, b) for ts, d, p, b in self.rt.store.query(
-            "SELECT bar_ts, position_direction, position_pnl, position_bars FROM session_bars"
-            " WHERE account = ? AND day = ?", [self.account, self.day])}
-        for row in self.history.itertuples(index=False):
-            ts = pd.Timestamp(row.timestamp)
-            d, p, b = seen.get(ts, (0, 0.0, 0))
-            bar = Bar(self.settings.symbol, ts.to_pydatetime(), row.open, row.high, row.low, row.close, row.volume)
-            self.signal.on_bar(bar, PositionState(d, p, b) if d else self._position_state(0, 0.0, 0))
-        if hasattr(self.signal, "predictions") and isinstance(self.signal.predictions, list):
-            self.signal.predictions[:] = kept  # warm-up predictions are not new predictions
 
     # ------------------------------------------------------------------ positions (from the ledger)
 
@@ -361,12 +247,6 @@ class TradingSession:
         interval = tick.end - tick.timestamp
         bars = int((tick.end - pd.Timestamp(pos.opened_at)) / interval) if pos.opened_at is not None else 0
         return (direction, float(pnl), max(bars, 0))
-
-    @staticmethod
-    def _position_state(direction: int, pnl: float, bars: int):
-        from tradenova_dagster.rl.features import FLAT, PositionState
-
-        return PositionState(direction, pnl, bars) if direction else FLAT
 
     # ------------------------------------------------------------------ fills
 
@@ -398,7 +278,7 @@ class TradingSession:
             elif flight.intent == "entry" and flight.bars >= self.settings.entry_timeout_bars:
                 self.rt.broker.cancel_order(order.id)  # a resting entry is no longer this bar's decision
 
-    def _on_fill(self, flight: _InFlight, fill, part) -> None:
+    def _on_fill(self, flight: InFlight, fill, part) -> None:
         profit = self.rt.profit
         symbol = fill.symbol
         pos = self.ledger.book.positions.get(symbol)
@@ -411,11 +291,11 @@ class TradingSession:
         remaining = int(round(pos.qty)) if pos is not None else 0
         self.report.trades += 1
         self.report.realized_pnl += part.pnl
-        book_exit(self.rt, fill, part, flight.reason, self.agent, self.settings.symbol, flight.levels, remaining)
+        self.rt.book_exit(fill, part, flight.reason, self.agent, self.settings.symbol, flight.levels, remaining)
         if part.closes_position:
             self._exit_failures.pop(symbol, None)
 
-    def _order_failed(self, flight: _InFlight, why: str, now: pd.Timestamp) -> None:
+    def _order_failed(self, flight: InFlight, why: str, now: pd.Timestamp) -> None:
         """An exit that ended with nothing filled: a new decision later, at most N times."""
         symbol = flight.symbol
         self._exit_failures[symbol] += 1
@@ -524,7 +404,7 @@ class TradingSession:
                                          decision_ts=decided, status=OrderStatus.REJECTED,
                                          broker_message=f"{result.outcome}: {result.error}")
             if side is Side.SELL:
-                self._order_failed(_InFlight(coid, None, symbol, side, intent, reason, levels),
+                self._order_failed(InFlight(coid, None, symbol, side, intent, reason, levels),
                                    f"{result.outcome}: {result.error}", tick.end)
             return False
         if coid not in self.ledger.orders:
@@ -532,7 +412,7 @@ class TradingSession:
                                      reason=reason, decision_ts=decided,
                                      broker_message=None if result.ok else f"{result.outcome}: {result.error}")
         self.report.orders.append(coid)
-        self._in_flight[coid] = _InFlight(coid, result.order.id if result.order else None, symbol, side, intent,
+        self._in_flight[coid] = InFlight(coid, result.order.id if result.order else None, symbol, side, intent,
                                           reason, levels)
         return True
 
@@ -540,23 +420,3 @@ class TradingSession:
         for flight in self._in_flight.values():
             if flight.intent == "entry" and flight.broker_order_id is not None:
                 self.rt.broker.cancel_order(flight.broker_order_id)
-
-
-def book_exit(runtime: Runtime, fill, part, reason: str, agent: str, underlying: str, levels: tuple = (),
-              remaining: int = 0) -> None:
-    """What an exit fill means beyond the ledger: the round trip in ``trades`` (keyed by the
-    fill, so it cannot be recorded twice), the ladder (levels fired only now that the exit
-    filled), and, when the position closed, the trade in the risk state."""
-    runtime.tracker.record_trade(
-        underlying, part.entry_price, fill.price, fill.qty, "long", part.pnl, agent,
-        entry_time=part.entry_time or fill.ts, exit_time=fill.ts, contract=fill.symbol, commission=part.fees,
-        exit_reason=reason, trade_id=fill.fill_id,
-    )
-    profit = runtime.profit
-    if fill.symbol in profit.positions():
-        if levels:
-            profit.exit_filled(fill.symbol, levels, remaining)
-        else:
-            profit.sync_quantity(fill.symbol, remaining)
-    if part.closes_position:
-        runtime.risk.record_trade(fill.symbol, fill.qty, part.entry_price, fill.price, part.position_pnl, "buy")

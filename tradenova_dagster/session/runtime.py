@@ -41,6 +41,24 @@ class Runtime:
         """What the broker charges per option contract (the sim's commission; Alpaca: none)."""
         return float(self.sim.config.option_commission_per_contract) if self.sim is not None else 0.0
 
+    def book_exit(self, fill, part, reason: str, agent: str, underlying: str, levels: tuple = (),
+                  remaining: int = 0) -> None:
+        """What an exit fill means beyond the ledger: the round trip in ``trades`` (keyed by
+        the fill, so it cannot be recorded twice), the ladder (levels fired only now that the
+        exit filled), and, when the position closed, the trade in the risk state."""
+        self.tracker.record_trade(
+            underlying, part.entry_price, fill.price, fill.qty, "long", part.pnl, agent,
+            entry_time=part.entry_time or fill.ts, exit_time=fill.ts, contract=fill.symbol, commission=part.fees,
+            exit_reason=reason, trade_id=fill.fill_id,
+        )
+        if fill.symbol in self.profit.positions():
+            if levels:
+                self.profit.exit_filled(fill.symbol, levels, remaining)
+            else:
+                self.profit.sync_quantity(fill.symbol, remaining)
+        if part.closes_position:
+            self.risk.record_trade(fill.symbol, fill.qty, part.entry_price, fill.price, part.position_pnl, "buy")
+
     def record(self, job: str, kind: str, detail: dict) -> None:
         """One row in ``session_events``: what a job did, for the UI, the report and people."""
         self.store.execute(
