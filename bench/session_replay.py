@@ -84,7 +84,7 @@ def persisted(store, source, signal) -> None:
     from tradenova_dagster.market import calendar
     from tradenova_dagster.market.bars_store import bars_for_day
     from tradenova_dagster.session.clock import SimulatedClock
-    from tradenova_dagster.session.day import _set_clock, trading_context
+    from tradenova_dagster.session.day import set_clock, trading_context
     from tradenova_dagster.session.engine import SessionSettings, TradingSession
     from tradenova_dagster.session.feed import ReplayFeed
 
@@ -93,7 +93,7 @@ def persisted(store, source, signal) -> None:
                             run_id="bench", session_day=day)
     bars = bars_for_day(store, source, "SPY", day)
     clock = SimulatedClock(calendar.session_open_close(day)[0])
-    _set_clock(runtime, clock)
+    set_clock(runtime, clock)
     durations, connects = [], []
 
     class Timed(ReplayFeed):

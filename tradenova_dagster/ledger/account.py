@@ -27,7 +27,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from tradenova_dagster.domain import OptionContract, Order, OrderStatus, Side
-from tradenova_dagster.ledger.book import Book, ClosedPart, LedgerFill
+from tradenova_dagster.ledger.book import Book, ClosedPart, LedgerFill, multiplier
 from tradenova_dagster.ledger.orders import FINAL, advance
 from tradenova_dagster.market import calendar
 from tradenova_dagster.rules import intrinsic_value
@@ -63,7 +63,8 @@ class LedgerOrder:
 
 
 def _day(ts) -> date:
-    return calendar.as_date(pd.Timestamp(ts).tz_convert(calendar.NEW_YORK).date())
+    """The New York date of ``ts`` (the day column of every ledger table)."""
+    return pd.Timestamp(ts).tz_convert(calendar.NEW_YORK).date()
 
 
 class AccountLedger:
@@ -183,7 +184,7 @@ class AccountLedger:
                 " (SELECT coalesce(max(seq) + 1, 0) FROM fills WHERE account = ?))",
                 [self.account, self.run_id, fill.ts, _day(fill.ts), fill.fill_id.split(":")[0], fill.client_order_id,
                  fill.symbol, fill.side.value, fill.qty, fill.price, fill.fee,
-                 fill.qty * fill.price * (100 if OptionContract.is_option_symbol(fill.symbol) else 1),
+                 fill.qty * fill.price * multiplier(fill.symbol),
                  fill.fill_id, fill.reason, self.account],
             )
         return part

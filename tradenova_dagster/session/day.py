@@ -26,7 +26,7 @@ from tradenova_dagster.session.engine import SessionReport, SessionSettings, Tra
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
 from tradenova_dagster.session.runtime import Runtime
 
-__all__ = ["Runtime", "backtest_day", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "warmup"]
+__all__ = ["Runtime", "backtest_day", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "set_clock", "warmup"]
 
 
 def session_key(account: str, day: date) -> str:
@@ -131,7 +131,7 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
         feed = PollingFeed(lambda: source.bars(settings.symbol, day), clock, close)
     else:
         raise ValueError(f"mode: unknown value {mode!r}; expected replay or live")
-    _set_clock(runtime, clock)
+    set_clock(runtime, clock)
     # A fast replay owns its account for seconds: one transaction for the day. Live, paper
     # and paced replays commit each bar, so a crash loses at most the bar in progress.
     fast = mode == "replay" and pace_s == 0 and runtime.sim is not None
@@ -153,7 +153,7 @@ def last_committed_bar(store: Store, account: str, day: date) -> pd.Timestamp | 
     return pd.Timestamp(rows[0][0]).tz_convert("UTC") if rows and rows[0][0] is not None else None
 
 
-def _set_clock(runtime: Runtime, clock) -> None:
+def set_clock(runtime: Runtime, clock) -> None:
     """Point every part that stamps time at the session's clock (replays run in simulated time)."""
     now = lambda: clock.now().to_pydatetime()  # noqa: E731 - a clock callable for the parts
     for part in (runtime.risk, runtime.profit, runtime.kill_switch):

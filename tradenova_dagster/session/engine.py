@@ -44,6 +44,7 @@ from tradenova_dagster import rules
 from tradenova_dagster.domain import Bar, Decision, OptionContract, OptionType, OrderStatus, Side
 from tradenova_dagster.ledger import AccountLedger, LongOnlyViolation
 from tradenova_dagster.market import calendar
+from tradenova_dagster.market.bars_store import load_stored_bars
 from tradenova_dagster.session.feed import BarTick
 from tradenova_dagster.session.restart import position_state, reconcile_positions, replay_history
 from tradenova_dagster.session.runtime import Runtime
@@ -221,9 +222,8 @@ class TradingSession:
             return self._STILL_UNKNOWN
 
     def _underlying_close(self, symbol: str, day: date) -> float | None:
-        rows = self.rt.store.query("SELECT close FROM market_bars WHERE symbol = ? AND day = ? ORDER BY ts DESC LIMIT 1",
-                                   [symbol, day])
-        return float(rows[0][0]) if rows else None
+        bars = load_stored_bars(self.rt.store, symbol, day)
+        return float(bars["close"].iloc[-1]) if len(bars) else None
 
     # ------------------------------------------------------------------ positions (from the ledger)
 
@@ -233,15 +233,16 @@ class TradingSession:
     def _holdings(self) -> dict:
         return {s: p for s, p in self.ledger.book.positions.items() if self._ours(s) and p.qty > 1e-9}
 
-    def _closing(self, symbol: str) -> float:
-        return sum(1 for f in self._in_flight.values() if f.symbol == symbol and f.side is Side.SELL)
+    def _closing(self, symbol: str) -> bool:
+        """An exit of ``symbol`` is in flight (one at a time per position)."""
+        return any(f.symbol == symbol and f.side is Side.SELL for f in self._in_flight.values())
 
     def _position_seen(self, tick: BarTick) -> tuple[int, float, int]:
         holdings = self._holdings()
         if not holdings:
             return (0, 0.0, 0)
         symbol, pos = next(iter(holdings.items()))
-        direction = 1 if OptionContract.parse(symbol).option_type is OptionType.CALL else -1
+        direction = self._direction(symbol)
         mid = self.rt.broker.get_quote(symbol).mid
         pnl = (mid - pos.avg_entry_price) / pos.avg_entry_price if pos.avg_entry_price > 0 else 0.0
         interval = tick.end - tick.timestamp
