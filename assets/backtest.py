@@ -61,7 +61,8 @@ def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, stor
                      "pnl": round((report.end_equity or 0) - (report.start_equity or 0), 2),
                      "flat": report.flat, "stopped": report.stopped})
     table = pd.DataFrame(rows)
-    metrics = MetricsTracker(store=db, account=account, initial_capital=config.initial_cash).calculate_metrics(
+    metrics = MetricsTracker(store=store.ledger(account), account=account,
+                             initial_capital=config.initial_cash).calculate_metrics(
         lookback_days=len(trading_day_partitions.get_partition_keys()), as_of=context.partition_keys[-1])
     return dg.MaterializeResult(
         metadata={

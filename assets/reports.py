@@ -50,7 +50,7 @@ def daily_report(
 ) -> dg.MaterializeResult:
     day = partition_day(context.partition_key)
     tracker = MetricsTracker(
-        initial_capital=config.initial_capital, account=config.account, store=store.get_store()
+        initial_capital=config.initial_capital, account=config.account, store=store.ledger(config.account)
     )
     report = build_daily_report(
         tracker, day, lookback_days=config.lookback_days, run_id=context.run_id

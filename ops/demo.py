@@ -11,6 +11,7 @@ import dagster as dg
 
 from tradenova_dagster import config
 from tradenova_dagster.market import calendar
+from tradenova_dagster.ledger.accounts import ledger_store, shared_store
 from tradenova_dagster.store import Store
 
 DEMO_ACCOUNT = "sim:demo"
@@ -38,16 +39,17 @@ class DemoSummary:
         return "\n".join(header + self.lines)
 
 
-def _fresh_demo_account(store: Store, day) -> None:
+def _fresh_demo_account(day) -> None:
     """The demo replays a past day on its own simulated account: start it afresh each time."""
     from tradenova_dagster.broker import SimBroker
     from tradenova_dagster.metrics import MetricsTracker
 
+    store = ledger_store(DEMO_ACCOUNT)
     SimBroker(DEMO_ACCOUNT, store).reset()
     MetricsTracker(store=store, account=DEMO_ACCOUNT).clear_day(day)
     with store.transaction() as con:
         con.execute("DELETE FROM risk_state WHERE account = ?", [DEMO_ACCOUNT])
-        con.execute("DELETE FROM profit_ladder WHERE account = ?", [DEMO_ACCOUNT])
+        con.execute("DELETE FROM ladder_state WHERE account = ?", [DEMO_ACCOUNT])
 
 
 def _demo_model(defs, instance, store: Store, day, timesteps: int, summary: DemoSummary):
@@ -83,7 +85,7 @@ def run_demo(day: str | None = None, timesteps: int = 100_000) -> DemoSummary:
     date = target.isoformat()
     summary = DemoSummary(date)
     config.use_dagster_home()
-    store = Store()
+    store = shared_store()
     with dg.DagsterInstance.get() as instance:
         assets = defs.resolve_implicit_global_asset_job_def()
         result = assets.execute_in_process(
@@ -94,7 +96,7 @@ def run_demo(day: str | None = None, timesteps: int = 100_000) -> DemoSummary:
         model = _demo_model(defs, instance, store, target, timesteps, summary)
         if model is None:
             return summary
-        _fresh_demo_account(store, target)
+        _fresh_demo_account(target)
         steps = [
             ("warmup", "warmup_job", {"warmup": {"config": {"date": date, "account": DEMO_ACCOUNT,
                                                              "model_path": str(model.path)}}}),
@@ -111,9 +113,9 @@ def run_demo(day: str | None = None, timesteps: int = 100_000) -> DemoSummary:
             partition_key=date, run_config={**QUIET, "ops": {"daily_report": {"config": {"account": DEMO_ACCOUNT}}}},
             instance=instance, raise_on_error=False)
         summary.step("report", result)
-    tracker = MetricsTracker(store=store, account=DEMO_ACCOUNT)
+    tracker = MetricsTracker(account=DEMO_ACCOUNT)
     day_metrics = tracker.calculate_metrics(lookback_days=1, as_of=target)
-    equity = store.query("SELECT equity FROM equity_curve WHERE account = ? ORDER BY ts DESC LIMIT 1", [DEMO_ACCOUNT])
+    equity = tracker.store.query("SELECT equity FROM equity_curve WHERE account = ? ORDER BY ts DESC LIMIT 1", [DEMO_ACCOUNT])
     report_path, _ = report_paths(target, DEMO_ACCOUNT)
     summary.lines += [
         f"  trades:    {day_metrics['num_trades']}, P&L {day_metrics['total_pnl']:+,.2f}, "

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
+from filelock import Timeout
 
 from ops.trading import flatten_job, trading_session_job
 from resources.risk import RiskResource
@@ -50,6 +51,8 @@ from schedules.trading_day import (
 )
 from sensors.kill_switch import active_session_runs
 from tradenova_dagster.config import SESSION_CONCURRENCY_TAG
+from tradenova_dagster.ledger.accounts import ledger_store
+from tradenova_dagster.ledger.lease import lease_holder
 from tradenova_dagster.market import calendar
 from tradenova_dagster.session.timetable import DayPlan
 
@@ -59,6 +62,7 @@ RESTART_OF_TAG = "tradenova/restart_of"  # on a restarted session: the run it re
 AFTER_RUN_TAG = "tradenova/after_run"  # on a flatten: the session run that died
 RESTARTED_BY_TAG = "tradenova/restarted_by"
 BATCH = 50
+LEDGER_READ_TIMEOUT_S = 5.0
 
 
 def now() -> pd.Timestamp:
@@ -97,10 +101,15 @@ def why_not_restart(context: dg.SensorEvaluationContext, risk: RiskResource, acc
     switch = risk.kill_switch(account).state()
     if switch.on:
         return f"no restart: {switch.describe()}"
-    with risk.build_manager(account) as manager:
-        if manager.is_halted:
-            state = manager.state
-            return f"no restart: risk state of {account} halted ({state.halt_rule}: {state.halt_reason})"
+    try:  # read only, and briefly: a sensor never writes a ledger nor waits on one
+        manager = risk.build_manager(account, ledger_store(account, lock_timeout_s=LEDGER_READ_TIMEOUT_S))
+        halted, state = manager.is_halted, manager.state
+    except Timeout:
+        holder = lease_holder(account)
+        return (f"no restart: the ledger of {account} is busy ({holder.describe() if holder else 'another run'}), "
+                "so its risk state cannot be read (fail closed)")
+    if halted:
+        return f"no restart: risk state of {account} halted ({state.halt_rule}: {state.halt_reason})"
     flatten_at = DayPlan.for_day(local.date()).flatten
     if local >= flatten_at:
         return f"no restart: past flatten time {flatten_at:%H:%M} New York"

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from conftest import REPO_ROOT
+from tradenova_dagster.ledger.accounts import ledger_store
 from tradenova_dagster.store import Store
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,8 @@ def test_tradenova_backtest_with_a_progress_bar(tradenova_home, store):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "backtest cli-test" in proc.stderr and "3/3" in proc.stderr  # tqdm's bar
     assert "backtest backtest:cli-test: 3 days 2026-11-18 .. 2026-11-20" in proc.stdout
-    trades = store.query("SELECT count(*), count(DISTINCT contract) FROM trades WHERE account = 'backtest:cli-test'")[0]
+    ledger = ledger_store("backtest:cli-test")  # a backtest records into its own account's ledger file
+    trades = ledger.query("SELECT count(*), count(DISTINCT contract) FROM trades WHERE account = 'backtest:cli-test'")[0]
     assert trades[0] > 0 and f"trades {trades[0]}," in proc.stdout
 
 

@@ -21,11 +21,11 @@ def test_dagster_home_defaults_inside_tradenova_home(tmp_path, monkeypatch):
     assert config.dagster_home() == tmp_path / "home" / "dagster"
 
 
-def test_dagster_yaml_limits_sessions_to_one_run_and_monitors_runs(tradenova_home):
+def test_dagster_yaml_limits_sessions_to_one_run_per_account_and_monitors_runs(tradenova_home):
     home = config.dagster_home()
     settings = yaml.safe_load((home / "dagster.yaml").read_text())
     limits = settings["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert {"key": config.SESSION_CONCURRENCY_TAG, "limit": 1} in limits
+    assert {"key": config.SESSION_CONCURRENCY_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert settings["run_monitoring"]["enabled"] is True
     # Dagster itself accepts the file: an instance built on it carries the limit.
     with dg.DagsterInstance.from_config(str(home)) as instance:

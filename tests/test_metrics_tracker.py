@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from tradenova_dagster.domain import Decision, Fill, Signal
+from tradenova_dagster.domain import Decision, Signal
 from tradenova_dagster.metrics import MetricsTracker
 from tradenova_dagster.store import Store
 
@@ -33,9 +33,10 @@ def tracker(store) -> MetricsTracker:
 
 
 def test_seed_usage_as_documented(tradenova_home):
-    """DESIGN §3: MetricsTracker() on the default database, times defaulting to now."""
+    """DESIGN §3: MetricsTracker() on the default account's ledger file (ledger/accounts.py),
+    times defaulting to now."""
     tracker = MetricsTracker()
-    assert tracker.store.path == tradenova_home / "tradenova.duckdb"
+    assert tracker.store.path == tradenova_home / "ledgers" / "sim+default.duckdb"
     before = pd.Timestamp.now(tz="UTC")
     tracker.record_trade("SPY", 1.00, 1.40, 2, "long", 80.0, "ppo")
     row = tracker.store.query_df("SELECT * FROM trades").iloc[0]
@@ -90,11 +91,9 @@ def test_an_occ_symbol_is_split_into_underlying_and_contract(tracker, store):
         "SPY", "SPY240315P00500000", "short")
 
 
-def test_recorders_for_fills_equity_predictions_decisions(tracker, store):
+def test_recorders_for_equity_predictions_decisions(tracker, store):
     ts = ny("2024-03-05 10:00")
-    fill = Fill("broker-1", "SPY240315C00510000", 2, 2.14, "buy", ts + pd.Timedelta(seconds=3),
-                commission=1.3, client_order_id="tn-2024-03-05-1")
-    tracker.record_fill(fill)
+    assert not hasattr(tracker, "record_fill")  # fills have one writer: the ledger (AccountLedger)
     tracker.record_equity(ts, 100_010.0, 99_582.0, 428.0)
     tracker.log_prediction("ppo_v1", 0.52, 0.41, symbol="SPY", timestamp=ts)
     tracker.log_prediction("ppo_v1", -0.9, timestamp=ts + pd.Timedelta(minutes=1))
@@ -103,8 +102,6 @@ def test_recorders_for_fills_equity_predictions_decisions(tracker, store):
                          timestamp=ts, risk_level="HIGH")
     tracker.log_decision("ppo", 0.8, True, timestamp=ts)
 
-    f = store.query_df("SELECT * FROM fills").iloc[0]
-    assert f["notional"] == pytest.approx(428.0) and f["commission"] == 1.3
     assert store.query("SELECT equity, cash, positions_value FROM equity_curve") == [
         (100_010.0, 99_582.0, 428.0)]
     predictions = store.query(
@@ -114,7 +111,7 @@ def test_recorders_for_fills_equity_predictions_decisions(tracker, store):
     decisions = store.query(
         "SELECT signal, allowed, reason, risk_level FROM agent_decisions ORDER BY allowed")
     assert decisions == [("BUY_CALL", False, "VIX 33.1 > 32", "HIGH"), ("BUY_CALL", True, "", None)]
-    for table in ("fills", "equity_curve", "rl_predictions", "agent_decisions"):
+    for table in ("equity_curve", "rl_predictions", "agent_decisions"):
         assert store.query(f"SELECT DISTINCT day, account FROM {table}") == [
             (date(2024, 3, 5), "sim:default")]
 
@@ -174,8 +171,6 @@ def test_other_recorders_refuse_bad_input(tracker, store):
         tracker.log_decision("ppo", "FLAT", "yes", timestamp=ts)
     with pytest.raises(ValueError, match="agent"):
         tracker.log_decision("my agent!", "FLAT", True, timestamp=ts)
-    with pytest.raises(ValueError, match="fill"):
-        tracker.record_fill(None)
     with pytest.raises(ValueError, match="initial_capital"):
         MetricsTracker(store=store, initial_capital=0)
     with pytest.raises(ValueError, match="account"):

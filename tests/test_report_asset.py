@@ -10,6 +10,7 @@ import pandas as pd
 
 from assets.reports import daily_report
 from resources.store import StoreResource
+from tradenova_dagster.ledger.accounts import ledger_store
 from tradenova_dagster.metrics import MetricsTracker
 from tradenova_dagster.store import Store
 
@@ -29,8 +30,8 @@ def html_numbers(path: str) -> dict[str, str]:
 
 
 def test_daily_report_asset_for_a_partition(tradenova_home):
-    db_path = tradenova_home / "tradenova.duckdb"
-    tracker = MetricsTracker(store=Store(db_path))
+    db_path = tradenova_home / "tradenova.duckdb"  # the shared database; trades live in the account's ledger
+    tracker = MetricsTracker(store=ledger_store("sim:default"))
     with tracker.batch():
         for i, day in enumerate(pd.bdate_range("2024-02-26", DAY)):
             for j, (pnl, agent) in enumerate(((120.0 - 40 * i, "ppo"), (-35.0 + 11 * i, "grpo"))):
@@ -64,8 +65,9 @@ def test_daily_report_asset_for_a_partition(tradenova_home):
     assert "| ppo" in meta["agents"] and "grpo" in meta["agents"]
     assert meta["trades"].count("\n") >= 3  # header, rule, two trades
     assert "No risk events" in meta["risk_events"]
-    assert Store(db_path).query("SELECT account, day::VARCHAR FROM daily_reports") == [
+    assert ledger_store("sim:default").query("SELECT account, day::VARCHAR FROM daily_reports") == [
         ("sim:default", DAY)]
+    assert Store(db_path).query("SELECT count(*) FROM daily_reports") == [(0,)]
 
 
 def test_daily_report_asset_for_a_backtest_account_on_a_day_without_trades(tradenova_home):

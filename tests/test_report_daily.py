@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tradenova_dagster import cli
+from tradenova_dagster.ledger.accounts import ledger_store
 from tradenova_dagster.metrics import MetricsTracker
 from tradenova_dagster.metrics.report import build_daily_report, report_paths
 
@@ -177,8 +178,9 @@ def test_bad_report_input_is_refused(store):
     assert store.query("SELECT count(*) FROM daily_reports") == [(0,)]
 
 
-def test_cli_report_prints_the_summary_and_the_path(store, tradenova_home, capsys):
-    tracker = MetricsTracker(store=store)
+def test_cli_report_prints_the_summary_and_the_path(tradenova_home, capsys):
+    # `tradenova report` reads the account's ledger file (ledger/accounts.py).
+    tracker = MetricsTracker(store=ledger_store("sim:default"))
     populate(tracker)
     assert cli.main(["report", "--date", DAY]) == 0
     out = capsys.readouterr().out

@@ -13,6 +13,7 @@ import pytest
 
 from tradenova_dagster.risk import GLOBAL, AdvancedRiskManager, KillSwitch
 from tradenova_dagster.risk.commands import register
+from tradenova_dagster.risk.kill_switch import switch_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +35,9 @@ def test_reason_is_required_to_turn_on(store):
             ks.turn_on(bad)
     with pytest.raises(ValueError, match="on must be True or False"):
         ks.set("yes", "x")
-    with pytest.raises(ValueError, match="account must be a non-empty string"):
+    with pytest.raises(ValueError, match="not an account name"):
         KillSwitch(store, account="")
-    assert store.query("SELECT count(*) FROM kill_switch_history")[0][0] == 0
+    assert KillSwitch(store).history() == [] and not (switch_folder() / "history.jsonl").exists()
 
 
 def test_scopes_global_account_and_backtests(store):
@@ -64,57 +65,77 @@ def test_history_is_kept(store):
                                                           (True, "first", "alice")]
     assert hist[-1].run_id == "r1"
     assert len(ks.history(limit=1)) == 1
-    assert store.query("SELECT count(*) FROM kill_switch")[0][0] == 1
+    assert [p.name for p in switch_folder().glob("*.json")] == ["global.json"]  # one setting per scope
 
 
 def test_reads_are_cached_until_the_switch_changes(store, monkeypatch):
-    """In a hot loop the reader stats a file; DuckDB is read only after a change."""
-    reader = KillSwitch(store, account="sim:default", max_age_s=None)
+    """In a hot loop the reader stats a file; it parses the file only after a change."""
+    from tradenova_dagster.risk import kill_switch as module
+
+    reader = KillSwitch(store, account="sim:default")
     writer = KillSwitch(store)
-    reads = []
-    original = store.query
+    parsed = []
+    original = module.KillSwitchState.from_json
 
-    def counting_query(sql, params=None):
-        reads.append(sql)
-        return original(sql, params)
+    def counting(text):
+        parsed.append(text)
+        return original(text)
 
-    monkeypatch.setattr(store, "query", counting_query)
-    assert not reader.is_on()
-    for _ in range(1000):
-        reader.is_on()
-    assert len(reads) == 1
+    monkeypatch.setattr(module.KillSwitchState, "from_json", staticmethod(counting))
+    assert not reader.is_on() and parsed == []  # no file yet: nothing to parse
     writer.turn_on("stop", set_by="test")
-    assert reader.is_on()
     for _ in range(1000):
-        reader.is_on()
-    assert len(reads) == 2
+        assert reader.is_on()
+    assert len(parsed) == 1
+    writer.turn_off("go", set_by="test")
+    for _ in range(1000):
+        assert not reader.is_on()
+    assert len(parsed) == 2
     reader.refresh()
-    assert len(reads) == 3
+    assert len(parsed) == 3
 
 
-def test_max_age_rereads_after_a_hand_edit(store):
-    reader = KillSwitch(store, max_age_s=0)
+def test_a_hand_edited_file_is_seen_and_an_unreadable_one_counts_as_on(store):
+    reader = KillSwitch(store, account="sim:default")
+    KillSwitch(store).turn_off("normal", set_by="test")
     assert not reader.is_on()
-    store.execute("INSERT INTO kill_switch VALUES ('*', true, 'typed by hand', 'dba', now(), NULL)")
-    assert reader.is_on()
+    path = switch_folder() / "global.json"
+    path.write_text(path.read_text().replace('"on": false', '"on": true').replace("normal", "typed by hand!"))
+    assert reader.is_on() and reader.state().reason == "typed by hand!"
+    path.write_text("{not json")
+    state = reader.state()
+    assert state.on and "unreadable kill switch file global.json" in state.reason  # fail closed
 
 
-def _child(home: Path, code: str) -> subprocess.CompletedProcess:
+def test_a_switch_kept_in_the_database_by_an_older_version_is_carried_over(store):
+    store.execute("INSERT INTO kill_switch VALUES ('*', true, 'set before the upgrade', 'ops', now(), NULL)")
+    state = KillSwitch(store, account="sim:default").state()
+    assert state.on and state.reason == "set before the upgrade"
+    KillSwitch(store).turn_off("cleared after the upgrade", set_by="test")
+    assert not KillSwitch(store, account="sim:default").is_on()  # carried over once, not again
+
+
+def _child(home: Path, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRADENOVA_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_switch_set_in_one_process_is_seen_by_another(store, tradenova_home):
-    """Both directions, through DuckDB and the signal file: a reader created before the change."""
-    reader = KillSwitch(store, account="sim:default", max_age_s=None)
+    """Both directions: a reader created before the change sees it. The switch is set
+    while this process holds both the shared database and a ledger file open, as a
+    running session does: setting it never waits on storage."""
+    from tradenova_dagster.ledger.accounts import ledger_store
+
+    reader = KillSwitch(store, account="sim:default")
     manager = AdvancedRiskManager(store=store, account="sim:default", max_age_s=None)
     assert not reader.is_on() and manager.check_trade_allowed("SPY", 1, 100.0, "buy")[0]
 
-    done = _child(tradenova_home, """
-        from tradenova_dagster.cli import main
-        raise SystemExit(main(["kill-switch", "on", "--reason", "set in another process"]))
-    """)
+    with store.hold(), ledger_store("sim:default").hold():  # both files locked by "the session"
+        done = _child(tradenova_home, """
+            from tradenova_dagster.cli import main
+            raise SystemExit(main(["kill-switch", "on", "--reason", "set in another process"]))
+        """, timeout=20)
     assert done.returncode == 0, done.stderr
     assert "ON since" in done.stdout
     assert reader.is_on() and reader.state().reason == "set in another process"

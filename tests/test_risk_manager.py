@@ -417,3 +417,96 @@ def test_global_kill_switch_reaches_the_manager_but_not_backtests(store):
     assert not entry(live)[0] and entry(backtest)[0]
     KillSwitch(store, account="backtest:2025").turn_on("this backtest only")
     assert not entry(backtest)[0]
+
+
+# --------------------------------------------------------------------------- following the ledger
+
+PUT = "SPY260116P00580000"
+OPEN = datetime(2025, 3, 3, 15, 0, tzinfo=timezone.utc)  # 10:00 New York on DAY
+
+
+def _trade(book, n: int, symbol: str, buy: float, sell: float, qty: int = 1, fee: float = 0.0) -> None:
+    from tradenova_dagster.domain import Side
+    from tradenova_dagster.ledger import LedgerFill
+
+    ts = OPEN.replace(minute=n)
+    book.apply(LedgerFill(f"b{n}", symbol, Side.BUY, qty, buy, fee, ts))
+    book.apply(LedgerFill(f"s{n}", symbol, Side.SELL, qty, sell, fee, ts.replace(second=30)))
+
+
+def _following(store, book, **limits):
+    rm = AdvancedRiskManager(initial_balance=100_000, store=store, account="sim:default", **limits)
+    rm.follow(book)
+    rm.start_day(DAY, 100_000)
+    return rm
+
+
+def test_following_the_ledger_risk_reads_pnl_trades_and_streak_from_its_fills(store):
+    from tradenova_dagster.ledger import Book
+
+    book = Book(100_000)
+    rm = _following(store, book)
+    _trade(book, 1, CALL, 2.0, 1.5, fee=0.65)  # -50 - 1.30 in fees
+    rm.record_trade(CALL, 1, 2.0, 1.5, 123.0, "buy")  # the caller's figure is not tallied: the ledger's is read
+    assert rm.state.realized_pnl == pytest.approx(-51.30) and rm.state.loss_streak == 1
+    _trade(book, 2, PUT, 1.0, 0.9)
+    _trade(book, 3, CALL, 1.0, 0.8)  # a third loss the manager was never told of directly
+    assert rm.record_trade(CALL, 1, 1.0, 0.8, 0.0, "buy") is RiskLevel.HALTED
+    assert (rm.state.trades_today, rm.state.loss_streak, rm.state.halt_rule) == (3, 3, "loss_streak")
+    rm.clear_halt("reviewed by a person")
+    restarted = _following(store, book)  # a restarted session re-reads the same ledger
+    assert not restarted.is_halted and restarted.state.loss_streak == 0  # the clear holds across a restart
+    _trade(book, 4, PUT, 1.0, 0.5)
+    restarted.record_trade(PUT, 1, 1.0, 0.5, 0.0, "buy")
+    assert restarted.state.loss_streak == 1 and not restarted.is_halted
+
+
+def test_following_the_ledger_a_partial_exit_counts_toward_the_daily_loss(store):
+    from tradenova_dagster.domain import Side
+    from tradenova_dagster.ledger import Book, LedgerFill
+
+    book = Book(100_000)
+    rm = _following(store, book)
+    book.apply(LedgerFill("b", CALL, Side.BUY, 30, 2.0, 0.0, OPEN))
+    book.apply(LedgerFill("s", CALL, Side.SELL, 20, 1.0, 0.0, OPEN.replace(minute=5)))  # -2,000 realised, 10 held
+    rm.record_trade(CALL, 20, 2.0, 1.0, 0.0, "buy")
+    assert rm.state.realized_pnl == -2000.0 and rm.state.trades_today == 0  # the holding is still open
+    assert rm.is_halted and rm.state.halt_rule == "daily_loss"
+
+
+def test_following_the_ledger_positions_come_from_it_and_the_open_position_limit_holds(store):
+    from tradenova_dagster.domain import Side
+    from tradenova_dagster.ledger import Book, LedgerFill
+
+    book = Book(100_000)
+    rm = _following(store, book, max_open_positions=2)
+    for i, symbol in enumerate((CALL, PUT)):
+        book.apply(LedgerFill(f"b{i}", symbol, Side.BUY, 1, 1.0, 0.0, OPEN))
+    allowed, reason, _ = rm.check_trade_allowed("SPY260116C00610000", 1, 1.0, "buy")
+    assert not allowed and "2 positions open" in reason
+    assert rm.is_exit_order(CALL, "sell") and rm.check_trade_allowed(CALL, 1, 1.0, "sell")[0]
+    with pytest.raises(ValueError, match="follows the ledger"):
+        rm.set_positions({CALL: 1})
+
+
+def test_fail_closed_an_unreadable_risk_state_refuses_entries_but_allows_exits(tradenova_home):
+    from filelock import FileLock
+
+    from tradenova_dagster.store import Store
+
+    path = tradenova_home / "ledger.duckdb"
+    rm = AdvancedRiskManager(store=Store(path, lock_timeout_s=0.2), account="sim:default", max_age_s=0)
+    assert entry(rm)[0]
+    other = FileLock(str(path) + ".lock", thread_local=False)  # another process holds the file
+    other.acquire()
+    try:
+        allowed, reason, level = entry(rm)
+        assert not allowed and level is RiskLevel.HALTED
+        assert "could not be read" in reason and "fail closed" in reason
+        assert rm.check_trade_allowed(CALL, 1, 1.0, "sell")[0]  # exits still go
+    finally:
+        other.release()
+    rm.flush()
+    rules = [r for (r,) in Store(path).query("SELECT rule FROM risk_events WHERE kind = 'refusal'")]
+    assert rules == ["unreadable"]  # the refusal was recorded once the file was free again
+    assert entry(rm)[0]

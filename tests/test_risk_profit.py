@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 import pytest
 
+from tradenova_dagster.domain import Side
+from tradenova_dagster.ledger import Book, LedgerFill
 from tradenova_dagster.risk import LadderConfig, ProfitManager, TakeProfitLevel
 
 CALL = "SPY260116C00600000"
@@ -215,33 +218,87 @@ def test_sync_quantity_and_remove():
 # --------------------------------------------------------------------------- persistence
 
 
-def test_ladder_state_survives_a_restart(store):
-    pm = ProfitManager(store=store, account="sim:default", run_id="r1", flush_interval_s=3600)
-    pm.add_position(CALL, 10, 1.00)
-    pm.check_exits(CALL, 2.10)  # TP1..TP3
-    pm.check_exits(CALL, 2.30)  # a best-price mark, batched
-    restarted = ProfitManager(store=store, account="sim:default")
-    pos = restarted.position(CALL)
-    assert (pos.remaining_qty, pos.fired, pos.best_price) == (3, ("TP1", "TP2", "TP3"), 2.10)
+T0 = datetime(2026, 1, 5, 15, 0, tzinfo=timezone.utc)
+
+
+def _fill(book: Book, fill_id: str, side: str, qty: int, price: float) -> None:
+    book.apply(LedgerFill(fill_id, CALL, Side.parse(side), qty, price, 0.0, T0))
+
+
+def _ladder(store, book: Book, **kwargs) -> ProfitManager:
+    pm = ProfitManager(store=store, account="sim:default", **kwargs)
+    pm.follow(book)
+    return pm
+
+
+def _exit(pm: ProfitManager, book: Book, price: float, fill_id: str) -> dict:
+    """What a session does: propose, the sell fills in the ledger, then the ladder learns."""
+    exit_ = pm.propose_exits(CALL, price)
+    _fill(book, fill_id, "sell", exit_["qty"], price)
+    pm.exit_filled(CALL, exit_["levels"])
+    return exit_
+
+
+def test_following_the_ledger_the_ladder_stores_only_its_own_state_and_survives_a_restart(store):
+    book = Book(100_000)
+    _fill(book, "buy-1", "buy", 10, 1.00)
+    pm = _ladder(store, book, run_id="r1", flush_interval_s=3600)
+    assert _exit(pm, book, 2.10, "sell-1")["levels"] == ["TP1", "TP2", "TP3"]  # 5 + 1 + 1
+    pm.propose_exits(CALL, 2.30)  # a best-price mark, batched
+    pos = _ladder(store, book).position(CALL)
+    assert (pos.remaining_qty, pos.entry_price, pos.fired, pos.best_price) == (3, 1.00, ("TP1", "TP2", "TP3"), 2.10)
     pm.flush()
-    assert ProfitManager(store=store, account="sim:default").position(CALL).best_price == 2.30
-    assert pm.check_exits(CALL, 2.50)["level"] == "TP4"  # arms the trail, written at once
-    restarted = ProfitManager(store=store, account="sim:default")
+    assert _ladder(store, book).position(CALL).best_price == 2.30
+    assert _exit(pm, book, 2.50, "sell-2")["level"] == "TP4"  # arms the trail, written at once
+    restarted = _ladder(store, book)
     assert restarted.position(CALL).trail_armed and restarted.position(CALL).remaining_qty == 2
-    assert restarted.check_exits(CALL, 2.10) is None  # TP3 does not fire twice
-    assert restarted.check_exits(CALL, 1.99)["level"] == "TRAIL"
-    assert store.query("SELECT count(*) FROM profit_ladder")[0][0] == 0
-    assert ProfitManager(store=store, account="sim:other").positions() == {}
+    assert restarted.propose_exits(CALL, 2.10) is None  # TP3 does not fire twice
+    assert _exit(restarted, book, 1.99, "sell-3")["level"] == "TRAIL"
+    columns = {r[0] for r in store.query("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_name = 'ladder_state'")}
+    assert not columns & {"remaining_qty", "initial_qty", "entry_price", "qty"}  # the ledger's facts
+    assert store.query("SELECT count(*) FROM ladder_state")[0][0] == 0  # closed: its state is gone
+    _fill(book, "buy-2", "buy", 4, 3.00)  # a re-entry is a new position: a fresh ladder at its own price
+    fresh = _ladder(store, book).position(CALL)
+    assert (fresh.fired, fresh.trail_armed, fresh.entry_price, fresh.remaining_qty) == ((), False, 3.00, 4)
+
+
+def test_a_position_closed_elsewhere_drops_its_ladder_and_a_quantity_change_is_seen_at_once(store):
+    book = Book(100_000)
+    _fill(book, "buy-1", "buy", 10, 1.00)
+    pm = _ladder(store, book)
+    _exit(pm, book, 1.40, "sell-1")  # TP1: 5 sold
+    _fill(book, "flatten-1", "sell", 2, 1.10)  # a partial fill the ladder did not propose
+    assert pm.position(CALL).remaining_qty == 3  # read from the ledger, not a copy
+    assert pm.propose_exits(CALL, 1.60)["qty"] == 1  # ceil(0.2 x 3)
+    _fill(book, "flatten-2", "sell", 3, 1.10)  # flattened by another job
+    assert pm.positions() == {}
+    assert _ladder(store, book).positions() == {} and store.query("SELECT count(*) FROM ladder_state") == [(0,)]
+    with pytest.raises(ValueError, match="follows the ledger"):
+        pm.add_position(CALL, 1, 1.0)
+
+
+def test_a_ladder_row_of_the_old_layout_is_adopted_by_the_position_in_its_symbol(store):
+    store.execute("INSERT INTO ladder_state VALUES ('sim:default', ?, ?, '[\"TP1\"]', 1.5, false, now(), 'old')",
+                  [f"legacy:{CALL}", CALL])
+    book = Book(100_000)
+    _fill(book, "buy-1", "buy", 5, 1.00)
+    assert _ladder(store, book).position(CALL).fired == ("TP1",)
+    assert store.query("SELECT position_id FROM ladder_state") == [("buy-1",)]
 
 
 def test_failed_write_leaves_state_unchanged(store, monkeypatch):
-    pm = ProfitManager(store=store, account="sim:default")
-    pm.add_position(CALL, 10, 1.00)
+    book = Book(100_000)
+    _fill(book, "buy-1", "buy", 10, 1.00)
+    pm = _ladder(store, book)
 
     def broken(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("tradenova_dagster.risk.profit.save_ladder", broken)
+    monkeypatch.setattr("tradenova_dagster.risk.profit.save_ladder_state", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        pm.check_exits(CALL, 1.40)
-    assert pm.position(CALL).remaining_qty == 10 and pm.position(CALL).fired == ()
+        pm.propose_exits(CALL, 2.60)  # arms the trail: a write
+    assert not pm.position(CALL).trail_armed and pm.position(CALL).best_price == 1.00
+    with pytest.raises(RuntimeError, match="disk full"):
+        _exit(pm, book, 1.40, "sell-1")
+    assert pm.position(CALL).fired == ()

@@ -61,9 +61,12 @@ def _session(home, fault_at: int | None) -> tuple[int, str]:
     return done.returncode, "\n".join(errors[-8:])
 
 
+def _ledger(home) -> Store:
+    return Store(home / "ledgers" / "sim+default.duckdb")
+
+
 def _outcome(home) -> dict:
-    store = Store(home / "tradenova.duckdb")
-    q = store.query
+    q = _ledger(home).query
     return {
         "trades": q("SELECT contract, qty, entry_time, exit_time, entry_price, exit_price, round(pnl, 6), exit_reason"
                     " FROM trades WHERE account = ? ORDER BY exit_time, contract, qty", [ACCOUNT]),
@@ -83,7 +86,7 @@ def _outcome(home) -> dict:
 
 
 def _duplicates(home) -> dict:
-    q = Store(home / "tradenova.duckdb").query
+    q = _ledger(home).query
     return {
         "equity_curve": q("SELECT count(*) - count(DISTINCT ts) FROM equity_curve")[0][0],
         "rl_predictions": q("SELECT count(*) - count(DISTINCT ts) FROM rl_predictions")[0][0],

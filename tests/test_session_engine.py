@@ -11,6 +11,7 @@ import pytest
 from tradenova_dagster.broker import BrokerExecutor, BrokerRejected, TransientBrokerError
 from tradenova_dagster.domain import Decision, Order, OrderStatus, Side, Signal
 from tradenova_dagster.ledger import AccountLedger, LedgerFill
+from tradenova_dagster.ledger.accounts import ledger_store
 from tradenova_dagster.market.data import get_source
 from tradenova_dagster.risk import ProfitManager
 from tradenova_dagster.session import day as trading_day
@@ -46,6 +47,7 @@ class Faulty:
         self.partial_polls = 0  # report this many polls of a filled buy as 1 contract filled
         self.lose_next_reply = False  # the next order lands, but its reply (and lookups this bar) fail
         self.lookups_fail_at = None
+        self.quotes_fail = False  # every quote request fails (a data outage)
         self.submitted: list[Order] = []
 
     def __getattr__(self, name):
@@ -63,6 +65,11 @@ class Faulty:
             self.lose_next_reply, self.lookups_fail_at = False, self.sim.market_time
             raise TransientBrokerError("read timed out", kind="timeout", maybe_sent=True)
         return placed
+
+    def get_quote(self, symbol):
+        if self.quotes_fail:
+            raise TransientBrokerError("quote service unavailable", kind="http_503", maybe_sent=False)
+        return self.sim.get_quote(symbol)
 
     def get_order_by_client_id(self, client_order_id):
         if self.lookups_fail_at is not None and self.sim.market_time == self.lookups_fail_at:
@@ -95,7 +102,7 @@ def _runtime(store, name="unit", profit=None, backtest=True):
     broker = Faulty(runtime.sim)
     executor = BrokerExecutor(broker, run_id=f"{runtime.account}:{DAY}", backoff_s=0.0)
     return replace(runtime, broker=broker, executor=executor,
-                   profit=profit or ProfitManager(account=runtime.account, store=store))
+                   profit=profit or ProfitManager(account=runtime.account, store=runtime.store))
 
 
 def _run(runtime, decide, contracts=1, source=None):
@@ -104,8 +111,8 @@ def _run(runtime, decide, contracts=1, source=None):
                                    mode="replay", settings=settings)
 
 
-def _orders(store, account):
-    return store.query_df("SELECT * FROM orders WHERE account = ? ORDER BY decision_ts", [account])
+def _orders(runtime):
+    return runtime.store.query_df("SELECT * FROM orders WHERE account = ? ORDER BY decision_ts", [runtime.account])
 
 
 def test_a_rejected_entry_is_final_and_not_resent_while_the_signal_holds(store):
@@ -113,14 +120,14 @@ def test_a_rejected_entry_is_final_and_not_resent_while_the_signal_holds(store):
     runtime.broker.reject_buys = True
     # CALL for bars 0-59, FLAT 60-69, CALL again from 70: two decisions to enter, two attempts.
     report = _run(runtime, lambda i: Decision.FLAT if 60 <= i < 70 else Decision.BUY_CALL)
-    orders = _orders(store, runtime.account)
+    orders = _orders(runtime)
     entries = orders[orders["intent"] == "entry"]
     assert len(entries) == 2, entries[["client_order_id", "decision_ts"]]
     assert (entries["status"] == "rejected").all()
     assert entries["broker_message"].str.contains("insufficient options buying power").all()
     decided = pd.to_datetime(entries["decision_ts"], utc=True).dt.tz_convert("America/New_York")
     assert list(decided.dt.strftime("%H:%M")) == ["09:31", "10:41"]
-    refused = store.query("SELECT allowed, reason FROM agent_decisions WHERE account = ? ORDER BY ts",
+    refused = runtime.store.query("SELECT allowed, reason FROM agent_decisions WHERE account = ? ORDER BY ts",
                           [runtime.account])
     assert [allowed for allowed, _ in refused] == [False, False] and "rejected" in refused[0][1]
     assert report.entries == 0 and report.flat
@@ -131,41 +138,43 @@ def test_a_partial_entry_is_under_the_stop_from_its_first_fill(store):
     runtime.broker.partial_polls = 1
     seen = []
     profit = runtime.profit
-    original = profit.add_position
+    original = profit.propose_exits
 
-    def watch(symbol, qty, entry_price, side="buy"):
-        seen.append(qty)
-        return original(symbol, qty, entry_price, side)
+    def watch(symbol, price):
+        seen.append(profit.position(symbol).remaining_qty)
+        return original(symbol, price)
 
-    profit.add_position = watch
+    profit.propose_exits = watch
     _run(runtime, lambda i: Decision.BUY_CALL if i < 5 else Decision.FLAT, contracts=3)
-    assert seen[0] == 1  # covered after the first contract filled, not when the order ended
-    fills = store.query("SELECT side, qty FROM fills WHERE account = ? ORDER BY ts, side", [runtime.account])
+    assert seen[0] == 1  # under the stop after the first contract filled, not when the order ended
+    assert 3 in seen  # and the ladder saw the rest arrive, from the ledger
+    fills = runtime.store.query("SELECT side, qty FROM fills WHERE account = ? ORDER BY ts, side", [runtime.account])
     assert fills[:2] == [("buy", 1.0), ("buy", 2.0)]
     assert sum(q for s, q in fills if s == "sell") == 3.0
 
 
 def test_a_rejected_ladder_exit_keeps_the_stop_and_is_retried_at_most_n_times(store):
-    tight = ProfitManager(stop_loss_pct=0.001, account="backtest:unit", store=store)  # the first dip fires it
+    tight = ProfitManager(stop_loss_pct=0.001, account="backtest:unit", store=ledger_store("backtest:unit"))
+    # the first dip fires it
     runtime = _runtime(store, profit=tight)
     runtime.broker.reject_sells = 2
     _run(runtime, lambda i: Decision.BUY_CALL if i < 40 else Decision.FLAT)
-    orders = _orders(store, runtime.account)
+    orders = _orders(runtime)
     stops = orders[orders["intent"] == "exit_STOP"]
     assert list(stops["status"]) == ["rejected", "rejected", "filled"]
     gaps = pd.to_datetime(stops["decision_ts"], utc=True).diff().dropna()
     assert (gaps >= pd.Timedelta(minutes=2)).all()  # backoff between attempts
-    reasons = [r for (r,) in store.query("SELECT exit_reason FROM trades WHERE account = ? AND contract = ?",
+    reasons = [r for (r,) in runtime.store.query("SELECT exit_reason FROM trades WHERE account = ? AND contract = ?",
                                          [runtime.account, stops["symbol"].iloc[-1]])]
     assert any(r.startswith("stop loss") for r in reasons), reasons  # booked with the ladder's reason
 
 
 def test_an_exit_failing_past_its_retries_raises_an_alert(store):
-    tight = ProfitManager(stop_loss_pct=0.001, account="backtest:unit", store=store)
+    tight = ProfitManager(stop_loss_pct=0.001, account="backtest:unit", store=ledger_store("backtest:unit"))
     runtime = _runtime(store, profit=tight)
     runtime.broker.reject_sells = 10_000
     report = _run(runtime, lambda i: Decision.BUY_CALL)
-    alerts = store.query("SELECT detail FROM session_events WHERE kind = 'alert'")
+    alerts = runtime.store.query("SELECT detail FROM session_events WHERE kind = 'alert'")
     assert len(alerts) == 1 and '"intent": "exit_' in alerts[0][0] and '"attempts": 4' in alerts[0][0]
     assert tight.positions()  # never fired: the position still has its ladder and stop
     assert not report.flat
@@ -177,23 +186,24 @@ def test_an_unknown_outcome_is_looked_up_next_bar_never_sent_twice(store):
     _run(runtime, lambda i: Decision.BUY_CALL if i < 10 else Decision.FLAT)
     buys = [o for o in runtime.broker.submitted if o.side is Side.BUY]
     assert len(buys) == 1
-    orders = _orders(store, runtime.account)
+    orders = _orders(runtime)
     entry = orders[orders["intent"] == "entry"].iloc[0]
     assert entry["status"] == "filled" and entry["client_order_id"] == buys[0].client_order_id
-    assert store.query("SELECT count(*) FROM fills WHERE account = ? AND side = 'buy'", [runtime.account]) == [(1,)]
+    assert runtime.store.query("SELECT count(*) FROM fills WHERE account = ? AND side = 'buy'",
+                               [runtime.account]) == [(1,)]
 
 
 def test_an_option_that_expired_while_held_settles_at_intrinsic_value(store):
     runtime = _runtime(store)
     contract = "SPY261119C00590000"  # expired 2026-11-19, the session before DAY
-    ledger = AccountLedger(store, runtime.account)
+    ledger = AccountLedger(runtime.store, runtime.account)
     ledger.record_fill(LedgerFill("f-old", contract, Side.BUY, 2, 3.0, 1.3, pd.Timestamp("2026-11-18 15:00Z")))
     store.execute("INSERT INTO market_bars (symbol, day, ts, open, high, low, close, volume, source) VALUES "
                   "('SPY', '2026-11-19', '2026-11-19 20:59Z', 600, 601, 599, 596.5, 10, 'test')")
     _run(runtime, lambda i: Decision.FLAT)
-    fill = store.query("SELECT price, qty, reason FROM fills WHERE account = ? AND side = 'sell'", [runtime.account])
+    fill = runtime.store.query("SELECT price, qty, reason FROM fills WHERE account = ? AND side = 'sell'", [runtime.account])
     assert fill == [(6.5, 2.0, "expiry")]
-    trade = store.query("SELECT pnl, exit_reason FROM trades WHERE account = ?", [runtime.account])
+    trade = runtime.store.query("SELECT pnl, exit_reason FROM trades WHERE account = ?", [runtime.account])
     assert trade[0][0] == pytest.approx(2 * 6.5 * 100 - 2 * 3.0 * 100 - 1.3)
     assert trade[0][1].startswith("expired")
 
@@ -206,20 +216,22 @@ def test_risk_refusals_of_a_backtest_reach_risk_events_once_per_refusal(store):
                                         "vix", risk_limits=RiskLimits(max_vix=1.0))
 
     first = replay()
-    events = store.query("SELECT kind, rule, count(*) FROM risk_events WHERE account = 'backtest:vix' GROUP BY ALL")
+    ledger = ledger_store("backtest:vix")
+    events = ledger.query("SELECT kind, rule, count(*) FROM risk_events WHERE account = 'backtest:vix' GROUP BY ALL")
     assert events == [("refusal", "vix", first.refusals)] and first.refusals > 300
     replay()  # re-running the day replaces its records, refusals included
-    assert store.query("SELECT count(*) FROM risk_events WHERE account = 'backtest:vix'") == [(first.refusals,)]
+    assert ledger.query("SELECT count(*) FROM risk_events WHERE account = 'backtest:vix'") == [(first.refusals,)]
 
 
 def test_fills_and_trades_carry_the_brokers_fill_time(store):
     runtime = _runtime(store)
     _run(runtime, lambda i: Decision.BUY_CALL if i < 30 else Decision.FLAT)
-    ledger = store.query_df("SELECT client_order_id, ts FROM fills WHERE account = ? ORDER BY ts", [runtime.account])
-    broker = store.query_df("SELECT client_order_id, ts FROM sim_fills WHERE account = ? ORDER BY ts",
+    ledger = runtime.store.query_df("SELECT client_order_id, ts FROM fills WHERE account = ? ORDER BY ts",
+                                    [runtime.account])
+    broker = runtime.store.query_df("SELECT client_order_id, ts FROM sim_fills WHERE account = ? ORDER BY ts",
                             [runtime.sim.account])
     assert len(ledger) >= 2 and ledger.equals(broker)
-    exits = store.query("SELECT exit_time FROM trades WHERE account = ?", [runtime.account])
+    exits = runtime.store.query("SELECT exit_time FROM trades WHERE account = ?", [runtime.account])
     assert {t for (t,) in exits} <= set(ledger["ts"])
 
 
@@ -247,28 +259,33 @@ def test_an_order_that_filled_while_no_session_ran_is_booked_as_its_own_fill(sto
     gap.sim.on_bar(nxt["timestamp"], "SPY", {k: float(nxt[k]) for k in ("open", "high", "low", "close")}, vix=15)
     assert len(gap.sim.get_positions()) == 1  # the broker filled it while no session ran
     _run(_runtime(store, "down", backtest=False), lambda i: Decision.FLAT, source=source)
-    fills = store.query("SELECT side, reason, client_order_id LIKE 'tn-entry-%' FROM fills WHERE account = 'sim:down'"
+    fills = ledger_store("sim:down").query("SELECT side, reason, client_order_id LIKE 'tn-entry-%' FROM fills WHERE account = 'sim:down'"
                         " ORDER BY seq")
     assert fills == [("buy", "trade", True), ("sell", "trade", False)]  # no 'reconcile' copy of the entry
-    reasons = store.query("SELECT exit_reason FROM trades WHERE account = 'sim:down'")
+    reasons = ledger_store("sim:down").query("SELECT exit_reason FROM trades WHERE account = 'sim:down'")
     assert reasons == [("signal FLAT",)]
 
 
-def test_a_restart_decides_exactly_as_the_uninterrupted_day(tmp_path):
+def test_a_restart_decides_exactly_as_the_uninterrupted_day(tmp_path, monkeypatch):
     """The scripted signal counts the bars it has seen: the restart must feed it the first
-    150 again (as history, acting on none) for its decisions to line up."""
+    150 again (as history, acting on none) for its decisions to line up. The two days run
+    the same account in two homes."""
     from tradenova_dagster.store import Store
 
     def decide(i):
         return Decision.BUY_CALL if i % 47 < 20 else (Decision.BUY_PUT if i % 47 < 35 else Decision.FLAT)
 
+    def home(name):
+        monkeypatch.setenv("TRADENOVA_HOME", str(tmp_path / name))
+        return Store(tmp_path / name / "tradenova.duckdb")
+
     source = get_source("synthetic")
-    whole = Store(tmp_path / "whole.duckdb")
-    _run(_runtime(whole, "r", backtest=False), decide, source=source)
-    split = Store(tmp_path / "split.duckdb")
-    first = _run(_runtime(split, "r", backtest=False), decide, source=FirstBars(source, 150))
+    _run(_runtime(home("whole"), "r", backtest=False), decide, source=source)
+    whole = ledger_store("sim:r")
+    first = _run(_runtime(home("split"), "r", backtest=False), decide, source=FirstBars(source, 150))
     assert first.bars == 150
-    second = _run(_runtime(split, "r", backtest=False), decide, source=source)
+    second = _run(_runtime(home("split"), "r", backtest=False), decide, source=source)
+    split = ledger_store("sim:r")
     bars = source.bars("SPY", pd.Timestamp(DAY).date())
     assert second.resumed_after == pd.Timestamp(bars["timestamp"].iloc[149]).tz_convert("UTC")
     assert second.trades >= 3  # the part after the restart trades: its decisions are compared
@@ -277,3 +294,121 @@ def test_a_restart_decides_exactly_as_the_uninterrupted_day(tmp_path):
                         ("orders", "client_order_id, intent, status")):
         q = f"SELECT {cols} FROM {table} ORDER BY 1, 2"
         assert split.query(q) == whole.query(q), table
+
+
+class SwitchAt:
+    """The kill switch, turned on from bar ``at`` on (counted in state() calls: one per bar)."""
+
+    def __init__(self, switch, at):
+        self.switch, self.at, self.calls = switch, at, 0
+
+    def state(self):
+        self.calls += 1
+        if self.calls == self.at:
+            self.switch.turn_on("drill", set_by="test")
+        return self.switch.state()
+
+    def __getattr__(self, name):
+        return getattr(self.switch, name)
+
+
+def test_the_kill_switch_cancels_entries_and_flattens_within_a_bar(store):
+    runtime = _runtime(store)
+    switch = SwitchAt(runtime.kill_switch, at=40)
+    runtime = replace(runtime, kill_switch=switch)
+    report = _run(runtime, lambda i: Decision.BUY_CALL, contracts=2)
+    orders = _orders(runtime)
+    kills = orders[orders["intent"] == "kill"]
+    assert len(kills) >= 1 and (kills["status"] == "filled").all()
+    decided = pd.to_datetime(kills["decision_ts"], utc=True)
+    switched = decided.min()
+    assert (pd.to_datetime(orders[orders["intent"] == "entry"]["decision_ts"], utc=True) < switched).all()
+    assert report.flat and report.stopped.startswith("kill switch on (drill)")
+    assert report.bars <= 41  # sold on the bar the switch was seen, filled on the next, then stopped
+    fills = runtime.store.query("SELECT sum(CASE WHEN side = 'buy' THEN qty ELSE -qty END) FROM fills "
+                                "WHERE account = ?", [runtime.account])
+    assert fills == [(0.0,)]
+
+
+class Counting(Scripted):
+    """A scripted signal that also records the index of every bar it acts on or sees."""
+
+    def __init__(self, decide):
+        super().__init__(decide)
+        self.seen = 0
+
+    def on_bar(self, bar, position=None):
+        self.seen += 1
+        return super().on_bar(bar, position)
+
+
+def _live(runtime, clock, decide=lambda i: Decision.BUY_CALL):
+    from tradenova_dagster.session.clock import SimulatedClock
+
+    signal = Counting(decide)
+    report = trading_day.run_session(runtime, DAY, get_source("synthetic"), signal, mode="live",
+                                     clock=SimulatedClock(clock))
+    return report, signal
+
+
+def test_a_late_live_start_acts_only_on_bars_that_complete_after_it_started(store):
+    from tradenova_dagster.market import calendar
+
+    open_, _ = calendar.session_open_close(pd.Timestamp(DAY).date())
+    started = open_ + pd.Timedelta(minutes=90, seconds=13)  # 11:00:13 New York
+    runtime = _runtime(store)
+    report, signal = _live(runtime, started)
+    orders = _orders(runtime)
+    assert len(orders) and (pd.to_datetime(orders["decision_ts"], utc=True) > started).all()
+    assert signal.seen == 90 + report.bars  # the missed 90 bars fed the features, none was acted on
+    bars = runtime.store.query("SELECT min(bar_ts) FROM session_bars WHERE account = ?", [runtime.account])
+    assert pd.Timestamp(bars[0][0]) == open_ + pd.Timedelta(minutes=90)
+
+
+def test_a_live_session_launched_after_the_close_trades_nothing_and_says_why(store):
+    from tradenova_dagster.market import calendar
+
+    _, close = calendar.session_open_close(pd.Timestamp(DAY).date())
+    runtime = _runtime(store)
+    report, signal = _live(runtime, close + pd.Timedelta(minutes=5))
+    assert report.bars == 0 and signal.seen == 0 and _orders(runtime).empty
+    assert "after the close (16:00) of 2026-11-20: nothing to trade" in report.stopped
+    events = runtime.store.query("SELECT kind FROM session_events WHERE account = ?", [runtime.account])
+    assert events == [("not_started",)]
+
+
+class Breaks(Scripted):
+    """A signal whose model fails from bar ``at`` on."""
+
+    def __init__(self, decide, at):
+        super().__init__(decide)
+        self.at = at
+
+    def on_bar(self, bar, position=None):
+        if self.i >= self.at:
+            raise RuntimeError("model file unreadable")
+        return super().on_bar(bar, position)
+
+
+def test_fail_closed_no_quote_no_entry_and_the_reason_is_recorded(store):
+    runtime = _runtime(store)
+    runtime.broker.quotes_fail = True
+    report = _run(runtime, lambda i: Decision.BUY_CALL if i < 20 else Decision.FLAT)
+    assert report.entries == 0 and _orders(runtime).empty and report.bars > 300  # no crash: the day went on
+    reasons = [r for (r,) in runtime.store.query("SELECT reason FROM agent_decisions WHERE account = ?",
+                                                 [runtime.account])]
+    assert len(reasons) == 20 and all("fail closed" in r and "quote service unavailable" in r for r in reasons)
+
+
+def test_fail_closed_a_failing_model_enters_nothing_but_the_stop_still_exits(store):
+    tight = ProfitManager(stop_loss_pct=0.001, account="backtest:unit", store=ledger_store("backtest:unit"))
+    runtime = _runtime(store, profit=tight)
+    signal = Breaks(lambda i: Decision.BUY_CALL, at=1)  # enters on bar 0; the model breaks from bar 2
+    report = trading_day.run_session(runtime, DAY, get_source("synthetic"), signal, mode="replay",
+                                     settings=trading_day.SessionSettings())
+    orders = _orders(runtime)
+    assert list(orders["intent"][:2]) == ["entry", "exit_STOP"] and (orders["intent"] == "entry").sum() == 1
+    assert report.flat and report.bars > 300
+    reasons = [r for (r,) in runtime.store.query("SELECT reason FROM agent_decisions WHERE account = ? AND NOT allowed",
+                                                 [runtime.account])]
+    assert reasons and all("signal unavailable" in r and "model file unreadable" in r for r in reasons)

@@ -43,6 +43,15 @@ def test_polling_feed_yields_each_completed_bar_once_and_stops_at_the_close():
     assert source.calls > 210  # it polled, several times a minute
 
 
+def test_a_late_started_polling_feed_never_yields_a_bar_that_completed_before_it_started():
+    open_, close = calendar.session_open_close(DAY)
+    started = open_ + pd.Timedelta(minutes=90, seconds=13)  # 11:00:13 New York: 90 bars are done
+    clock = SimulatedClock(started)
+    ticks = list(PollingFeed(GrowingSource(clock).fetch, clock, close, poll_seconds=20, start_after=started))
+    assert ticks[0].index == 90 and ticks[0].end > started
+    assert [t.index for t in ticks] == list(range(90, 210))
+
+
 def test_polling_feed_gives_up_after_the_close_when_the_last_bar_never_comes():
     open_, close = calendar.session_open_close(DAY)
     clock = SimulatedClock(open_)

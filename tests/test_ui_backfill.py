@@ -8,6 +8,7 @@ from conftest import REPO_ROOT
 from dagster_dev import DagsterDev
 from session_helpers import crafted_model
 from tradenova_dagster import config
+from tradenova_dagster.ledger.accounts import ledger_store
 from tradenova_dagster.store import Store
 
 pytestmark = pytest.mark.slow
@@ -43,8 +44,12 @@ def test_backfills_of_market_bars_and_of_a_backtest_over_three_trading_days(dags
     assert dagster_dev.wait_backfill(backtest_id) in ("COMPLETED", "COMPLETED_SUCCESS")
     runs = dagster_dev.backfill_runs(backtest_id)
     assert len(runs) == 1 and runs[0]["status"] == "SUCCESS"
-    traded = store.query(
+    account = f"backtest:{backtest_id}"
+    ledger = ledger_store(account)  # a backtest records into its own account's ledger file
+    traded = ledger.query(
         "SELECT DISTINCT (exit_time AT TIME ZONE 'America/New_York')::DATE::VARCHAR FROM trades WHERE account = ? "
-        "ORDER BY 1", [f"backtest:{backtest_id}"])
+        "ORDER BY 1", [account])
     assert [d for (d,) in traded] == DAYS
-    assert store.query("SELECT count(*) FROM trades WHERE account = 'sim:default'") == [(0,)]  # never mixed
+    # Never mixed: nothing recorded as sim:default, neither in the backtest's file nor in sim:default's own.
+    assert ledger.query("SELECT count(*) FROM trades WHERE account = 'sim:default'") == [(0,)]
+    assert ledger_store("sim:default").query("SELECT count(*) FROM trades WHERE account = 'sim:default'") == [(0,)]

@@ -71,15 +71,15 @@ def _backtest(args: argparse.Namespace) -> int:
 
     from tradenova_dagster.market import calendar
     from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.ledger.accounts import shared_store
     from tradenova_dagster.metrics import MetricsTracker
-    from tradenova_dagster.store import Store
     from tradenova_dagster.rl import SignalModel
     from tradenova_dagster.session.day import backtest_account, backtest_day
 
     days = calendar.trading_days(args.start, args.end)
     if not days:
         raise ValueError(f"no trading day from {args.start} to {args.end}")
-    store = Store()
+    store = shared_store()
     signal = SignalModel.load(args.model) if args.model else SignalModel.promoted("SPY", store=store)
     source = get_source(args.source, **({"data_dir": args.data_dir} if args.source == "file" else {}))
     backtest_id = args.id or f"cli-{days[0]:%Y%m%d}-{days[-1]:%Y%m%d}"
@@ -91,7 +91,7 @@ def _backtest(args: argparse.Namespace) -> int:
             trades += report.trades
             bar.set_postfix(trades=trades, pnl=f"{pnl:+.0f}")
     account = backtest_account(backtest_id)
-    metrics = MetricsTracker(store=store, account=account).calculate_metrics(
+    metrics = MetricsTracker(account=account).calculate_metrics(
         lookback_days=len(days) * 2, as_of=days[-1])
     sharpe = metrics["sharpe_ratio"]
     print(f"backtest {account}: {len(days)} days {days[0]} .. {days[-1]}, model {signal.model_id}")
@@ -104,18 +104,24 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from tradenova_dagster import config
-    from tradenova_dagster.store import Store
+    from tradenova_dagster.ledger.accounts import ledger_path, ledger_store, shared_store
+    from tradenova_dagster.ledger.lease import lease_holder
     from tradenova_dagster.risk import KillSwitch
     from tradenova_dagster.rl import registry
 
-    store = Store()
+    store = shared_store()
     switch = KillSwitch(store, account=args.account).state()
     model = registry.promoted_model("SPY", args.account, store)
     last = store.query("SELECT max(day) FROM market_bars")[0][0]
-    events = store.query("SELECT job, kind, ts FROM session_events WHERE account = ? ORDER BY ts DESC LIMIT 5",
-                         [args.account])
+    holder = lease_holder(args.account)
+    events = []
+    if holder is None and ledger_path(args.account).exists():  # a held ledger is the session's until it ends
+        events = ledger_store(args.account).query(
+            "SELECT job, kind, ts FROM session_events WHERE account = ? ORDER BY ts DESC LIMIT 5", [args.account])
     print(f"home:           {config.home()}")
     print(f"database:       {store.path} (schema version {store.schema_version()})")
+    print(f"ledger:         {ledger_path(args.account)}")
+    print(f"held by:        {holder.describe() if holder else 'nobody (no run writes this account now)'}")
     print(f"dagster home:   {config.dagster_home()}")
     print(f"kill switch:    {switch.describe()}")
     print(f"promoted model: {model.model_id if model else 'none (tradenova train --promote)'}")

@@ -3,7 +3,9 @@
 Everything a run writes lives under one folder, ``TRADENOVA_HOME`` (default
 ``./.tradenova``), so that a user can inspect, back up or delete it as one thing:
 
-    tradenova.duckdb   the one DuckDB database (market data, orders, risk, metrics)
+    tradenova.duckdb   the shared database: market data, market context, models, kill switch
+    ledgers/           one DuckDB file per account (``sim+default.duckdb``, ...): its orders,
+                       fills, risk state, ladder, equity and decisions (``ledger/accounts.py``)
     models/            trained models and their normalisation statistics
     reports/           daily HTML reports and charts
     tensorboard/       TensorBoard logs from training
@@ -21,7 +23,8 @@ from pathlib import Path
 HOME_ENV = "TRADENOVA_HOME"
 DEFAULT_HOME = ".tradenova"
 
-# Tag that every trading-session run carries; dagster.yaml limits it to one run at a time.
+# Tag that every trading-session run carries, valued with its account; dagster.yaml limits
+# it to one run per account at a time.
 SESSION_CONCURRENCY_TAG = "tradenova/session"
 
 
@@ -34,6 +37,10 @@ def home() -> Path:
 
 def db_path() -> Path:
     return home() / "tradenova.duckdb"
+
+
+def ledgers_dir() -> Path:
+    return _subdir("ledgers")
 
 
 def _subdir(name: str) -> Path:
@@ -59,12 +66,16 @@ DAGSTER_YAML = f"""\
 telemetry:
   enabled: false
 
-# One trading session at a time, whatever launched it (schedule, sensor, UI, CLI).
+# One trading session per account at a time, whatever launched it (schedule, sensor, UI,
+# CLI); two accounts trade side by side. (The account's lease refuses a second session
+# too, naming the holder: this queue keeps the second from starting at all.)
 concurrency:
   runs:
     max_concurrent_runs: 8
     tag_concurrency_limits:
       - key: "{SESSION_CONCURRENCY_TAG}"
+        value:
+          applyLimitPerUniqueValue: true
         limit: 1
 
 # Detect runs whose worker died (a crashed session) and enforce dagster/max_runtime tags.

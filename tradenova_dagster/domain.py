@@ -193,6 +193,17 @@ def require_symbol(field_name: str, value) -> str:
     return value.strip().upper()
 
 
+def position_side(value, field_name: str = "side") -> str:
+    """'long' or 'short': the direction of a position (or a round trip's entry), from
+    long/short or the entry's buy/sell."""
+    if isinstance(value, str) and value.strip().lower() in ("long", "short"):
+        return value.strip().lower()
+    try:
+        return "long" if Side.parse(value) is Side.BUY else "short"
+    except ValueError:
+        raise ValueError(f"{field_name}: unknown value {value!r}; expected long, short, buy or sell") from None
+
+
 def require_aware(field_name: str, value) -> datetime:
     if not isinstance(value, datetime):
         raise ValueError(f"{field_name} must be a datetime, got {value!r}")

@@ -2,7 +2,7 @@
 
 The session, the simulated broker, the RL environment, the risk framework and the
 schedules import these; none keeps a copy (DESIGN.md §5, "one owner per fact"). The
-ladder's numbers live with the ladder (``risk.profit.DEFAULT_LEVELS`` / ``LadderConfig``)
+ladder's numbers live with the ladder (``risk.ladder_config``: ``DEFAULT_LEVELS`` / ``LadderConfig``)
 and the risk limits with the risk manager (``risk.manager.RiskLimits``); the flatten
 time with the timetable (``session.timetable.FLATTEN_BEFORE_CLOSE``).
 """

@@ -72,6 +72,7 @@ from tradenova_dagster.domain import (
     require_quantity,
     require_symbol,
 )
+from tradenova_dagster.ledger.accounts import ledger_store, require_account
 from tradenova_dagster.ledger.orders import IllegalTransition
 from tradenova_dagster.market import calendar
 from tradenova_dagster.store import Store
@@ -86,10 +87,8 @@ class SimBroker(StoredAccount):
 
     def __init__(self, account: str = "sim:default", store: Store | None = None, config: SimConfig | None = None,
                  clock: Any = None, run_id: str | None = None):
-        if not isinstance(account, str) or not account.strip():
-            raise ValueError(f"account must be a non-empty name such as 'sim:default', got {account!r}")
-        self.account = account.strip()
-        self.store = store if store is not None else Store()
+        self.account = require_account(account)
+        self.store = store if store is not None else ledger_store(self.account)
         self.config = config or SimConfig()
         self.run_id = run_id
         self._clock = clock

@@ -24,12 +24,19 @@ expiry leaves through a fill with reason ``expiry`` at its intrinsic value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Iterable
+from zoneinfo import ZoneInfo
 
 from tradenova_dagster.domain import OPTION_MULTIPLIER, OptionContract, Side
 
 EPS = 1e-9
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def trading_date(ts: datetime) -> date:
+    """The New York date of a moment (a naive one is UTC, as the store writes them)."""
+    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).astimezone(NEW_YORK).date()
 
 
 class LongOnlyViolation(ValueError):
@@ -72,6 +79,7 @@ class BookPosition:
     basis: float = 0.0  # premium paid for what is still held, fees excluded
     entry_fees: float = 0.0  # entry fees attached to what is still held
     opened_at: datetime | None = None  # the first fill of the current holding
+    position_id: str = ""  # that fill's id: names this holding (a re-entry after a close is a new one)
     realized_pnl: float = 0.0  # realised on this holding so far (partial exits)
 
     @property
@@ -106,6 +114,7 @@ class Book:
     fees_paid: float = 0.0
     positions: dict[str, BookPosition] = field(default_factory=dict)
     fill_ids: set[str] = field(default_factory=set)
+    closed: list[ClosedPart] = field(default_factory=list)  # what each sell closed, in fill order
 
     def __post_init__(self) -> None:
         self.cash = float(self.initial_cash)
@@ -132,7 +141,7 @@ class Book:
             self.fill_ids.add(fill.fill_id)
             pos = self.positions.setdefault(fill.symbol, BookPosition(fill.symbol))
             if pos.qty <= EPS:
-                pos.opened_at, pos.realized_pnl = fill.ts, 0.0
+                pos.opened_at, pos.realized_pnl, pos.position_id = fill.ts, 0.0, fill.fill_id
             pos.qty += fill.qty
             pos.basis += notional
             pos.entry_fees += fill.fee
@@ -158,7 +167,17 @@ class Book:
         part = ClosedPart(fill, entry_price, pos.opened_at, pnl, fill.fee + entry_fees, closes, pos.realized_pnl)
         if closes:
             del self.positions[fill.symbol]
+        self.closed.append(part)
         return part
+
+    def realized_on(self, day: date) -> float:
+        """Realised P&L of the sells on ``day`` (a New York trading day), partial exits included."""
+        return sum(part.pnl for part in self.closed if trading_date(part.fill.ts) == day)
+
+    def round_trips_on(self, day: date) -> list[float]:
+        """The P&L of each holding closed on ``day``, in order: what risk calls a trade."""
+        return [part.position_pnl for part in self.closed
+                if part.closes_position and trading_date(part.fill.ts) == day]
 
     def require_can_sell(self, symbol: str, qty: float, pending_sells: float = 0.0) -> None:
         """Refuse (before any broker sees it) a sell that would leave the account short."""

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="capital the account started with (default: 100000)")
     report.add_argument("--lookback-days", type=int, default=30,
                         help="rolling window for Sharpe, drawdown and trade statistics (default: 30)")
-    report.add_argument("--db", help="DuckDB file (default: $TRADENOVA_HOME/tradenova.duckdb)")
+    report.add_argument("--db", help="the ledger DuckDB file (default: the account's, $TRADENOVA_HOME/ledgers/<kind>+<id>.duckdb)")
     report.set_defaults(func=_report)
 
 

@@ -11,7 +11,8 @@ State is shared across processes through DuckDB when a ``Store`` is given; see
 
 from tradenova_dagster.risk.kill_switch import GLOBAL, KillSwitch, KillSwitchState
 from tradenova_dagster.risk.manager import AdvancedRiskManager, RiskLevel, RiskLimits
-from tradenova_dagster.risk.profit import DEFAULT_LEVELS, LadderConfig, ProfitManager, TakeProfitLevel
+from tradenova_dagster.risk.ladder_config import DEFAULT_LEVELS, LadderConfig, TakeProfitLevel
+from tradenova_dagster.risk.profit import ProfitManager
 from tradenova_dagster.risk.state import LadderPosition, RiskEvent, RiskState
 
 __all__ = [

@@ -1,7 +1,9 @@
 """``tradenova kill-switch on --reason "..." | off | status``.
 
-The switch is written to DuckDB (with its history) and seen by every running session on
-its next check; the Dagster ``kill_switch_job`` does the same from the web UI.
+The switch is a file replaced atomically (``$TRADENOVA_HOME/controls/kill_switch/``, with
+its history beside it): setting it never waits on a database, and every running session
+sees it on its next bar, stops entering and closes its positions. The Dagster
+``kill_switch_job`` does the same from the web UI.
 """
 
 from __future__ import annotations
@@ -28,15 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for sub in (on, off, status):
         sub.add_argument("--account", default=GLOBAL,
                          help=f"account, e.g. sim:default (default {GLOBAL!r}: every account)")
-        sub.add_argument("--db", help="DuckDB file (default $TRADENOVA_HOME/tradenova.duckdb)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tradenova_dagster.store import Store
-    from tradenova_dagster.risk.kill_switch import KillSwitch
+    from tradenova_dagster.risk.kill_switch import KillSwitch, switch_folder
 
-    switch = KillSwitch(Store(args.db), account=args.account)
+    switch = KillSwitch(account=args.account, folder=switch_folder())
     if args.action == "on":
         print(switch.turn_on(args.reason, set_by="cli").describe())
     elif args.action == "off":

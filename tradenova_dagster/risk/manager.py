@@ -47,6 +47,12 @@ cleared halts, trades, a new day) are written immediately; refusal events and
 mark-to-market updates are batched and written every ``flush_interval_s`` seconds, by
 ``flush()``, with the next immediate write, or on leaving a ``with`` block. Without a store
 everything stays in memory.
+
+One owner per fact: a trading session makes the manager ``follow`` the account's ledger.
+Positions, the day's realised P&L (partial exits included), the trades and the loss
+streak are then read from the ledger's fills (``Book.realized_on``, ``round_trips_on``);
+the ``risk_state`` row keeps what only risk knows (start-of-day equity, peak, halts, the
+marks it was last given) and a snapshot of the rest for people and the UI.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from tradenova_dagster.domain import (
     require_symbol,
     utcnow,
 )
+from tradenova_dagster.ledger.accounts import require_account
 from tradenova_dagster.store import Store
 from tradenova_dagster.risk.kill_switch import KillSwitch
 from tradenova_dagster.risk.state import (
@@ -81,7 +88,6 @@ from tradenova_dagster.risk.state import (
     SignalWatch,
     insert_events,
     load_state,
-    require_account,
     save_marks,
     save_state,
 )
@@ -138,6 +144,17 @@ class RiskLimits:
         if vix <= 0:
             raise ValueError(f"max_vix must be > 0, got {vix!r}")
         object.__setattr__(self, "max_vix", vix)
+
+
+def _streak(pnls, start: int = 0) -> int:
+    """Losing trades in a row after ``pnls``: a loss adds one, a win resets, a scratch leaves it."""
+    streak = start
+    for pnl in pnls:
+        if pnl < 0:
+            streak += 1
+        elif pnl > 0:
+            streak = 0
+    return streak
 
 
 def _pct(x: float) -> str:
@@ -202,12 +219,12 @@ class AdvancedRiskManager:
         self.run_id = run_id
         self.store = store
         self.clock: Callable[[], datetime] = clock or utcnow
-        self.kill_switch = kill_switch or KillSwitch(store, account=self.account, max_age_s=max_age_s,
-                                                     clock=self.clock)
+        self.kill_switch = kill_switch or KillSwitch(store, account=self.account, clock=self.clock)
         self.events: list[RiskEvent] = []  # everything this instance decided, oldest first
         self._pending: list[RiskEvent] = []  # refusals not yet written to DuckDB
         self._marks_dirty = False
-        self._positions: dict[str, float] = {}
+        self._positions: dict[str, float] = {}  # standalone only (set_positions)
+        self._book = None  # the ledger's Book once following
         self._timer = FlushTimer(flush_interval_s)
         fresh = RiskState(account=self.account, day=None, start_of_day_equity=initial_balance,
                           peak_equity=initial_balance)
@@ -282,7 +299,7 @@ class AdvancedRiskManager:
         """Whether an order closes risk rather than opening it (see the module docstring)."""
         symbol = require_symbol("symbol", symbol)
         side = Side.parse(side)
-        held = self._positions.get(symbol, 0.0)
+        held = self._held().get(symbol, 0.0)
         if held > 0:
             return side is Side.SELL
         if held < 0:
@@ -319,12 +336,18 @@ class AdvancedRiskManager:
         if is_exit is not None and not isinstance(is_exit, bool):
             raise ValueError(f"is_exit must be True, False or None, got {is_exit!r}")
         exiting = self.is_exit_order(symbol, side) if is_exit is None else is_exit
-        self._refresh()
+        order = {"symbol": symbol, "qty": qty, "price": price, "side": side.value}
+        try:
+            self._refresh()
+            ks = self.kill_switch.state()
+        except Exception as exc:  # noqa: BLE001 - fail closed: what cannot be read cannot allow an entry
+            if exiting:
+                return True, f"exit of {symbol}: always allowed (risk state unreadable: {exc!r})", RiskLevel.HALTED
+            return self._refuse("unreadable", symbol, f"risk state or kill switch of {self.account} could not be "
+                                f"read ({exc!r}): no new entries (fail closed)", {**order, "error": repr(exc)},
+                                level=RiskLevel.HALTED)
         if exiting:
             return True, f"exit of {symbol}: always allowed (lockouts block entries only)", self._level()
-
-        order = {"symbol": symbol, "qty": qty, "price": price, "side": side.value}
-        ks = self.kill_switch.state()
         if ks.on:
             return self._refuse(
                 "kill_switch", symbol,
@@ -348,9 +371,9 @@ class AdvancedRiskManager:
             a, b = _pair(spread_pct, lim.max_spread_pct, 100, "%")
             return self._refuse("spread", symbol, f"spread {a} of mid > {b}: no entry in {symbol}",
                                 {**order, "spread_pct": spread_pct, "limit": lim.max_spread_pct})
-        held = self._positions.get(symbol, 0.0)
+        held = self._held().get(symbol, 0.0)
         if held == 0:
-            open_now = sum(1 for q in self._positions.values() if q != 0)
+            open_now = sum(1 for q in self._held().values() if q != 0)
             if open_now >= lim.max_open_positions:
                 return self._refuse(
                     "max_open_positions", symbol,
@@ -371,12 +394,24 @@ class AdvancedRiskManager:
 
     # ------------------------------------------------------------------ updates
 
+    def follow(self, book) -> RiskLevel:
+        """Read positions, the day's realised P&L, trades and loss streak from ``book`` (the
+        account's ledger, their one owner) from now on; ``record_trade`` then only tells
+        risk to look again. Standalone (the seed's usage) the manager tallies them itself."""
+        self._book = book
+        self._commit(lambda s, events: (self._from_ledger(s, events), self._halt_if_breached(s, events)))
+        return self._level()
+
     def set_positions(self, positions: Mapping[str, float] | Iterable[Position]) -> None:
         """The open positions, from the broker: ``{symbol: signed qty}`` or domain Positions.
 
         Used to tell exits from entries and for the position limits. Not persisted: each
-        process reads its positions from the broker, which is the truth.
+        process reads its positions from the broker, which is the truth. A manager that
+        follows a ledger reads them from the ledger instead.
         """
+        if self._book is not None:
+            raise ValueError(f"set_positions: the risk manager of {self.account} follows the ledger, "
+                             "which owns the positions")
         if isinstance(positions, Mapping):
             items = [(require_symbol("symbol", k), require_finite(f"qty of {k}", v)) for k, v in positions.items()]
         else:
@@ -401,6 +436,7 @@ class AdvancedRiskManager:
 
         def mutate(s: RiskState, events: list[RiskEvent]) -> None:
             if s.day == day:
+                self._from_ledger(s, events)  # a restart: the ledger may know trades the row missed
                 return
             if s.day is not None and day < s.day:
                 raise ValueError(f"start_day({day}): the risk state of {s.account} is already on {s.day}")
@@ -418,7 +454,9 @@ class AdvancedRiskManager:
             s.unrealized = {}
             s.trades_today = 0
             s.loss_streak = 0
+            s.streak_after = 0
             s.peak_equity = max(s.peak_equity, equity)
+            self._from_ledger(s, events)
             self._halt_if_breached(s, events)
 
         self._commit(mutate)
@@ -473,14 +511,14 @@ class AdvancedRiskManager:
         Side.parse(side)
 
         def mutate(s: RiskState, events: list[RiskEvent]) -> None:
-            s.realized_pnl += pnl
             s.unrealized.pop(symbol, None)
             s.unrealized.pop(UNATTRIBUTED, None)
-            s.trades_today += 1
-            if pnl < 0:
-                s.loss_streak += 1
-            elif pnl > 0:
-                s.loss_streak = 0
+            if self._book is not None:
+                self._from_ledger(s, events)  # the ledger booked the fill: its numbers, not a tally
+            else:
+                s.realized_pnl += pnl
+                s.trades_today += 1
+                s.loss_streak = _streak([pnl], s.loss_streak)
             s.peak_equity = max(s.peak_equity, s.equity)
             self._halt_if_breached(s, events)
 
@@ -521,6 +559,7 @@ class AdvancedRiskManager:
             values = {"halt_rule": s.halt_rule, "halt_reason": s.halt_reason}
             if s.halt_rule == "loss_streak":
                 s.loss_streak = 0
+                s.streak_after = s.trades_today
             if s.halt_rule == "max_drawdown":
                 values["previous_peak"] = s.peak_equity
                 s.peak_equity = s.equity
@@ -566,13 +605,17 @@ class AdvancedRiskManager:
         return RiskEvent(account=self.account, ts=self.clock(), kind=kind, rule=rule, reason=reason,
                          values=values, symbol=symbol, run_id=self.run_id)
 
-    def _refuse(self, rule: str, symbol: str, reason: str, values: dict) -> tuple[bool, str, RiskLevel]:
+    def _refuse(self, rule: str, symbol: str, reason: str, values: dict,
+                level: RiskLevel | None = None) -> tuple[bool, str, RiskLevel]:
+        """Record a refusal (batched). ``level`` given: the state could not be read, so it
+        is neither consulted nor flushed now; the event goes with the next write."""
         event = self._event("refusal", rule, symbol, reason, values)
         self.events.append(event)
         if self.store is not None:
             self._pending.append(event)
-            self._maybe_flush()
-        return False, reason, self._level()
+            if level is None:
+                self._maybe_flush()
+        return False, reason, level or self._level()
 
     def _maybe_flush(self) -> None:
         if self.store is not None and (len(self._pending) >= _MAX_PENDING_EVENTS or self._timer.due()):
@@ -642,6 +685,20 @@ class AdvancedRiskManager:
         else:
             self._marks_dirty = False
         return row
+
+    def _held(self) -> dict[str, float]:
+        if self._book is None:
+            return self._positions
+        return {s: p.qty for s, p in self._book.positions.items() if p.qty > EPS}
+
+    def _from_ledger(self, s: RiskState, events: list[RiskEvent]) -> None:
+        """Following a ledger: the day's realised P&L, trades and loss streak, from its fills."""
+        if self._book is None or s.day is None:
+            return
+        trips = self._book.round_trips_on(s.day)
+        s.realized_pnl = self._book.realized_on(s.day)
+        s.trades_today = len(trips)
+        s.loss_streak = _streak(trips[s.streak_after:])
 
     def _commit(self, mutate: Callable[[RiskState, list[RiskEvent]], None]) -> None:
         """Apply a change to the freshest state and write it (with pending events) at once.

@@ -42,108 +42,42 @@ is the stop loss, -15%, so the locked gain never decreases over a position's lif
 **State.** ``check_exits`` assumes its exit is executed: the levels are marked fired and
 the remaining quantity reduced before it returns. The trading session instead calls
 ``propose_exits`` and, only when the exit order fills, ``exit_filled``: a rejected or
-unfilled exit changes nothing, so the position keeps its stop. With a store, state lives in
-DuckDB (``profit_ladder``) so a restarted session neither fires a level twice nor forgets
-an armed trail: level changes are written at once, best-price updates in batches
-(``flush_interval_s``, ``flush()``, or leaving a ``with`` block). One process (the
-session) manages an account's ladder at a time.
+unfilled exit changes nothing, so the position keeps its stop.
+
+**One owner per fact.** In a session the ladder ``follow``s the account's ledger: how many
+contracts are held and at what average price is read from the ledger's book every time,
+never copied. The ladder keeps only its own state per position id (the id of the fill that
+opened the holding): levels fired, best price, trail armed. With a store that state lives
+in the ledger file (``ladder_state``) so a restarted session neither fires a level twice
+nor forgets an armed trail; a re-entry after a close (by the session or a flatten job) is
+a new position id and starts a fresh ladder. Level changes are written at once,
+best-price updates in batches (``flush_interval_s``, ``flush()``, or leaving a ``with``
+block). Standalone (no ledger) the ladder keeps quantities itself, in memory.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from fractions import Fraction
 from typing import Callable
 
-from tradenova_dagster.domain import Side, require_finite, require_price, require_symbol, utcnow
+from tradenova_dagster.domain import Side, position_side, require_price, require_symbol, utcnow
+from tradenova_dagster.ledger.accounts import require_account
 from tradenova_dagster.store import Store
 from tradenova_dagster.risk.state import (
     EPS,
     Clock,
     FlushTimer,
     LadderPosition,
-    delete_ladder,
-    load_ladders,
-    require_account,
-    save_ladder,
+    LadderState,
+    delete_ladder_states,
+    load_ladder_states,
+    save_ladder_state,
 )
+from tradenova_dagster.risk.ladder_config import DEFAULT_LEVELS, STOP, TRAIL, LadderConfig, TakeProfitLevel
 
-STOP = "STOP"
-TRAIL = "TRAIL"
-
-
-@dataclass(frozen=True)
-class TakeProfitLevel:
-    name: str
-    gain_pct: float  # 0.40 = +40% on the entry price
-    sell_fraction: float  # of what remains when the level fires; 1.0 = all
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip() or self.name in (STOP, TRAIL):
-            raise ValueError(f"take-profit level name must be a non-empty string other than STOP/TRAIL, got {self.name!r}")
-        gain = require_finite(f"{self.name}.gain_pct", self.gain_pct)
-        if gain <= 0:
-            raise ValueError(f"{self.name}.gain_pct must be > 0 (a profit), got {gain!r}")
-        fraction = require_finite(f"{self.name}.sell_fraction", self.sell_fraction)
-        if not 0 < fraction <= 1:
-            raise ValueError(f"{self.name}.sell_fraction must be in (0, 1], got {fraction!r}")
-        object.__setattr__(self, "gain_pct", gain)
-        object.__setattr__(self, "sell_fraction", fraction)
-
-    def sell_qty(self, remaining: int) -> int:
-        """ceil(sell_fraction x remaining), exactly, and never more than remaining."""
-        f = Fraction(self.sell_fraction).limit_denominator(1_000_000)
-        return min(remaining, -(-remaining * f.numerator // f.denominator))
-
-
-DEFAULT_LEVELS = (
-    TakeProfitLevel("TP1", 0.40, 0.50),
-    TakeProfitLevel("TP2", 0.60, 0.20),
-    TakeProfitLevel("TP3", 1.00, 0.10),
-    TakeProfitLevel("TP4", 1.50, 0.10),
-    TakeProfitLevel("TP5", 2.00, 1.00),
-)
-
-
-@dataclass(frozen=True)
-class LadderConfig:
-    levels: tuple[TakeProfitLevel, ...] = DEFAULT_LEVELS
-    stop_loss_pct: float = 0.15
-    trail_arm_pct: float = 1.50
-    trail_floor_pct: float = 1.00
-    trail_pct: float = 0.20
-
-    def __post_init__(self) -> None:
-        levels = tuple(self.levels)
-        if not levels or not all(isinstance(lv, TakeProfitLevel) for lv in levels):
-            raise ValueError(f"levels must be a non-empty sequence of TakeProfitLevel, got {self.levels!r}")
-        names = [lv.name for lv in levels]
-        if len(set(names)) != len(names):
-            raise ValueError(f"take-profit level names must be unique, got {names}")
-        gains = [lv.gain_pct for lv in levels]
-        if any(b <= a for a, b in zip(gains, gains[1:])):
-            raise ValueError(f"take-profit gains must be strictly increasing, got {gains}")
-        object.__setattr__(self, "levels", levels)
-        stop = require_finite("stop_loss_pct", self.stop_loss_pct)
-        if not 0 < stop < 1:
-            raise ValueError(f"stop_loss_pct must be in (0, 1), e.g. 0.15 for -15%, got {stop!r}")
-        trail = require_finite("trail_pct", self.trail_pct)
-        if not 0 < trail < 1:
-            raise ValueError(f"trail_pct must be in (0, 1), e.g. 0.20 for 20% below the best price, got {trail!r}")
-        arm = require_finite("trail_arm_pct", self.trail_arm_pct)
-        if arm <= 0:
-            raise ValueError(f"trail_arm_pct must be > 0, got {arm!r}")
-        floor = require_finite("trail_floor_pct", self.trail_floor_pct)
-        if not 0 <= floor <= arm:
-            raise ValueError(
-                f"trail_floor_pct must be in [0, trail_arm_pct={arm!r}] (a trail cannot lock more than the "
-                f"gain that arms it), got {floor!r}"
-            )
-        for name, value in (("stop_loss_pct", stop), ("trail_pct", trail), ("trail_arm_pct", arm),
-                            ("trail_floor_pct", floor)):
-            object.__setattr__(self, name, value)
+__all__ = ["DEFAULT_LEVELS", "STOP", "TRAIL", "LadderConfig", "ProfitManager", "TakeProfitLevel"]
 
 
 def _whole_qty(name: str, value, allow_zero: bool = False) -> int:
@@ -157,17 +91,15 @@ def _whole_qty(name: str, value, allow_zero: bool = False) -> int:
     return value
 
 
-def _position_side(value) -> str:
-    if isinstance(value, str) and value.strip().lower() in ("long", "short"):
-        return value.strip().lower()
-    try:
-        return "long" if Side.parse(value) is Side.BUY else "short"
-    except ValueError:
-        raise ValueError(f"side: unknown value {value!r}; expected buy, sell, long or short") from None
-
-
 class ProfitManager:
-    """The take-profit ladder, trailing stop and stop loss for the open positions of one account."""
+    """The take-profit ladder, trailing stop and stop loss for the open positions of one account.
+
+    Standalone (the seed's usage: ``add_position`` then ``check_exits``), it keeps each
+    position's quantity and entry price itself, in memory. A trading session instead makes
+    it ``follow`` the account's ledger: quantities and entry prices are then read from the
+    ledger's book (their one owner) at every use, and the ladder keeps, and with a store
+    persists, only its own state per position id (``LadderState``).
+    """
 
     def __init__(
         self,
@@ -189,11 +121,10 @@ class ProfitManager:
         self.run_id = run_id
         self.clock: Callable[[], datetime] = clock or utcnow
         self._timer = FlushTimer(flush_interval_s)
-        self._dirty: set[str] = set()
-        self._positions: dict[str, LadderPosition] = {}
-        if store is not None:
-            with store.connect() as con:
-                self._positions = {p.symbol: p for p in load_ladders(con, self.account)}
+        self._dirty: set[str] = set()  # position ids whose best price changed since the last write
+        self._positions: dict[str, LadderPosition] = {}  # standalone only
+        self._book = None  # the ledger's Book once following
+        self._states: dict[str, LadderState] = {}  # following: by position id
 
     @classmethod
     def from_config(cls, config: LadderConfig, **kwargs) -> "ProfitManager":
@@ -201,12 +132,40 @@ class ProfitManager:
                    config.trail_pct, **kwargs)
 
     def __repr__(self) -> str:
-        return f"ProfitManager(account={self.account!r}, positions={sorted(self._positions)})"
+        return f"ProfitManager(account={self.account!r}, positions={sorted(self.positions())})"
 
     def __enter__(self) -> "ProfitManager":
         return self
 
     def __exit__(self, *exc) -> None:
+        self.flush()
+
+    # ------------------------------------------------------------------ the ledger
+
+    def follow(self, book) -> None:
+        """Read quantities and entry prices from ``book`` (the account's ledger) from now
+        on, and load the ladder's own state. State of a position the book no longer holds
+        is dropped; state kept by an older version under its symbol is adopted by the
+        position held in that symbol."""
+        if self._positions:
+            raise ValueError(f"follow: the ladder of {self.account} already keeps positions of its own "
+                             f"({', '.join(sorted(self._positions))}); follow a ledger before adding any")
+        self._book = book
+        states: dict[str, LadderState] = {}
+        if self.store is not None:
+            with self.store.connect() as con:
+                states = load_ladder_states(con, self.account)
+        held = {p.position_id: p for p in book.positions.values() if p.qty > EPS}
+        for pos in held.values():
+            legacy = states.pop(f"legacy:{pos.symbol}", None)
+            if pos.position_id not in states and legacy is not None:
+                states[pos.position_id] = replace(legacy, position_id=pos.position_id)
+                self._dirty.add(pos.position_id)
+        gone = [pid for pid in states if pid not in held]
+        self._states = {pid: st for pid, st in states.items() if pid in held}
+        if self.store is not None:
+            with self.store.transaction() as con:
+                delete_ladder_states(con, self.account, gone + [f"legacy:{p.symbol}" for p in held.values()])
         self.flush()
 
     # ------------------------------------------------------------------ reading
@@ -215,7 +174,9 @@ class ProfitManager:
         return replace(self._get(require_symbol("symbol", symbol)))
 
     def positions(self) -> dict[str, LadderPosition]:
-        return {k: replace(v) for k, v in self._positions.items()}
+        if self._book is None:
+            return {k: replace(v) for k, v in self._positions.items()}
+        return {s: self._get(s) for s, p in self._book.positions.items() if p.qty > EPS}
 
     def locked_gain(self, symbol: str) -> float:
         """The gain the position is protected at: -stop_loss_pct, or the trail once armed."""
@@ -226,14 +187,15 @@ class ProfitManager:
         pos = self._get(require_symbol("symbol", symbol))
         return max(0.0, pos.entry_price * (1 + pos.sign * self._locked_gain(pos)))
 
-    # ------------------------------------------------------------------ changes
+    # ------------------------------------------------------------------ changes (standalone)
 
     def add_position(self, symbol: str, qty: int, entry_price: float, side: Side | str = "buy") -> LadderPosition:
         """Put a new position under the ladder. ``side``: buy/long (calls, puts, equity longs) or sell/short."""
+        self._standalone("add_position")
         symbol = require_symbol("symbol", symbol)
         qty = _whole_qty("qty", qty)
         entry_price = require_price("entry_price", entry_price)
-        kind = _position_side(side)
+        kind = position_side(side)
         if symbol in self._positions:
             raise ValueError(
                 f"add_position: {symbol} is already under the ladder ({self._positions[symbol].remaining_qty} left); "
@@ -246,24 +208,17 @@ class ProfitManager:
 
     def sync_quantity(self, symbol: str, qty: int) -> None:
         """Set the remaining quantity to what the broker holds (0 removes the position)."""
+        self._standalone("sync_quantity")
         symbol = require_symbol("symbol", symbol)
         qty = _whole_qty("qty", qty, allow_zero=True)
         pos = replace(self._get(symbol))
         pos.remaining_qty = qty
         self._write(pos)
 
-    def set_entry(self, symbol: str, qty: int, entry_price: float) -> None:
-        """An entry filled further (a partial fill grew): adopt the held quantity and the
-        average entry price, keeping the levels already fired and the trail."""
-        symbol = require_symbol("symbol", symbol)
-        pos = replace(self._get(symbol))
-        pos.remaining_qty = _whole_qty("qty", qty, allow_zero=True)
-        pos.initial_qty = max(pos.initial_qty, pos.remaining_qty)
-        pos.entry_price = require_price("entry_price", entry_price)
-        self._write(pos)
-
     def remove_position(self, symbol: str) -> None:
         self.sync_quantity(symbol, 0)
+
+    # ------------------------------------------------------------------ exits
 
     def check_exits(self, symbol: str, price: float) -> dict | None:
         """None, or the exit to place now: ``{action, qty, reason, level, levels, ...}``,
@@ -289,6 +244,7 @@ class ProfitManager:
         price = require_price("price", price)
         pos = replace(self._get(symbol))
         cfg = self.config
+        best_before = pos.best_price
         if pos.sign * (price - pos.best_price) > 0:
             pos.best_price = price
         gain = pos.gain(price)
@@ -320,9 +276,9 @@ class ProfitManager:
         if newly_armed:
             pos.trail_armed = True
             self._write(pos)
-        elif pos.best_price != self._positions[symbol].best_price:
-            self._positions[symbol] = pos
-            self._dirty.add(symbol)
+        elif pos.best_price != best_before:
+            self._remember(pos)
+            self._dirty.add(self._key(pos))
             self._maybe_flush()
         if not sold:
             return None
@@ -342,25 +298,44 @@ class ProfitManager:
             "closes_position": before - qty == 0,
         }
 
-    def exit_filled(self, symbol: str, levels, remaining: int) -> None:
-        """An exit proposed for ``levels`` has filled and ``remaining`` is what is now held:
-        mark the take-profit levels fired (STOP and TRAIL are not levels) and adopt the
-        quantity; nothing remaining removes the position."""
+    def exit_filled(self, symbol: str, levels, remaining: int | None = None) -> None:
+        """An exit proposed for ``levels`` has filled: mark the take-profit levels fired
+        (STOP and TRAIL are not levels). Standalone, ``remaining`` is what is now held (0
+        removes the position); following a ledger, the book already says so."""
         symbol = require_symbol("symbol", symbol)
+        if self._book is not None and self._book.qty(symbol) <= EPS:
+            self.forget_closed()
+            return
         pos = replace(self._get(symbol))
         new = tuple(name for name in levels if name not in (STOP, TRAIL) and name not in pos.fired)
         pos.fired = pos.fired + new
-        pos.remaining_qty = _whole_qty("remaining", remaining, allow_zero=True)
+        if self._book is None:
+            pos.remaining_qty = _whole_qty("remaining", remaining, allow_zero=True)
         self._write(pos)
+
+    def forget_closed(self) -> None:
+        """Following a ledger: drop the state of positions the book no longer holds."""
+        if self._book is None:
+            return
+        held = {p.position_id for p in self._book.positions.values() if p.qty > EPS}
+        gone = [pid for pid in self._states if pid not in held]
+        if not gone:
+            return
+        if self.store is not None:
+            with self.store.transaction() as con:
+                delete_ladder_states(con, self.account, gone)
+        for pid in gone:
+            self._states.pop(pid, None)
+            self._dirty.discard(pid)
 
     def flush(self) -> None:
         """Write batched best-price updates now."""
-        if self.store is not None and self._dirty:
+        if self.store is not None and self._book is not None and self._dirty:
             now = self.clock()
             with self.store.transaction() as con:
-                for symbol in sorted(self._dirty):
-                    if symbol in self._positions:
-                        save_ladder(con, self.account, self._positions[symbol], now, self.run_id)
+                for pid in sorted(self._dirty):
+                    if pid in self._states:
+                        save_ladder_state(con, self.account, self._states[pid], now, self.run_id)
         self._dirty.clear()
         self._timer.reset()
 
@@ -368,12 +343,31 @@ class ProfitManager:
 
     # ------------------------------------------------------------------ internals
 
+    def _standalone(self, what: str) -> None:
+        if self._book is not None:
+            raise ValueError(f"{what}: the ladder of {self.account} follows the ledger, which owns quantities "
+                             "and entry prices; record fills in the ledger instead")
+
+    @staticmethod
+    def _key(pos: LadderPosition) -> str:
+        return pos.position_id or pos.symbol
+
     def _get(self, symbol: str) -> LadderPosition:
-        try:
-            return self._positions[symbol]
-        except KeyError:
-            known = ", ".join(sorted(self._positions)) or "none"
-            raise ValueError(f"no open position in {symbol} under the ladder of {self.account} (open: {known})") from None
+        if self._book is None:
+            try:
+                return self._positions[symbol]
+            except KeyError:
+                known = ", ".join(sorted(self._positions)) or "none"
+                raise ValueError(f"no open position in {symbol} under the ladder of {self.account} "
+                                 f"(open: {known})") from None
+        held = self._book.positions.get(symbol)
+        if held is None or held.qty <= EPS:
+            known = ", ".join(sorted(s for s, p in self._book.positions.items() if p.qty > EPS)) or "none"
+            raise ValueError(f"no open position in {symbol} in the ledger of {self.account} (open: {known})")
+        entry, qty = held.avg_entry_price, int(round(held.qty))
+        st = self._states.get(held.position_id) or LadderState(held.position_id, symbol, (), entry, False)
+        return LadderPosition(symbol, "long", entry, qty, qty, st.fired, st.best_price, st.trail_armed,
+                              held.opened_at, held.position_id)
 
     def _locked_gain(self, pos: LadderPosition) -> float:
         cfg = self.config
@@ -382,19 +376,26 @@ class ProfitManager:
         trail_price = pos.best_price * (1 - pos.sign * cfg.trail_pct)
         return max(cfg.trail_floor_pct, pos.gain(trail_price))
 
-    def _write(self, pos: LadderPosition) -> None:
-        """Persist (or delete, when nothing remains) first; adopt in memory only after."""
-        if self.store is not None:
-            with self.store.transaction() as con:
-                if pos.remaining_qty == 0:
-                    delete_ladder(con, self.account, pos.symbol)
-                else:
-                    save_ladder(con, self.account, pos, self.clock(), self.run_id)
-        self._dirty.discard(pos.symbol)
-        if pos.remaining_qty == 0:
-            self._positions.pop(pos.symbol, None)
+    def _remember(self, pos: LadderPosition) -> None:
+        """Adopt ``pos`` in memory: the whole position standalone, only its state following."""
+        if self._book is None:
+            if pos.remaining_qty == 0:
+                self._positions.pop(pos.symbol, None)
+            else:
+                self._positions[pos.symbol] = pos
         else:
-            self._positions[pos.symbol] = pos
+            self._states[pos.position_id] = LadderState(pos.position_id, pos.symbol, pos.fired, pos.best_price,
+                                                        pos.trail_armed)
+
+    def _write(self, pos: LadderPosition) -> None:
+        """Following a ledger with a store: persist the position's state first, adopt it in
+        memory only after (a failed write changes nothing). Standalone: memory only."""
+        if self.store is not None and self._book is not None:
+            state = LadderState(pos.position_id, pos.symbol, pos.fired, pos.best_price, pos.trail_armed)
+            with self.store.transaction() as con:
+                save_ladder_state(con, self.account, state, self.clock(), self.run_id)
+        self._dirty.discard(self._key(pos))
+        self._remember(pos)
 
     def _maybe_flush(self) -> None:
         if self.store is not None and self._timer.due():

@@ -157,6 +157,7 @@ class RiskState:
     halt_scope: str | None = None
     halt_reason: str | None = None
     halted_at: datetime | None = None
+    streak_after: int = 0  # following a ledger: the day's round trips before this one do not count
 
     def copy(self) -> "RiskState":
         return replace(self, unrealized=dict(self.unrealized))
@@ -200,7 +201,7 @@ class RiskState:
 
 _STATE_COLUMNS = (
     "account, day, start_of_day_equity, realized_pnl, unrealized_json, unrealized_pnl, broker_equity,"
-    " peak_equity, trades_today, loss_streak, halted, halt_rule, halt_scope, halt_reason, halted_at"
+    " peak_equity, trades_today, loss_streak, halted, halt_rule, halt_scope, halt_reason, halted_at, streak_after"
 )
 
 
@@ -209,7 +210,7 @@ def load_state(con: duckdb.DuckDBPyConnection, account: str) -> RiskState | None
     if row is None:
         return None
     (acct, day, sod, realized, unrealized_json, _total, broker, peak, trades, streak, halted, rule, scope,
-     reason, halted_at) = row
+     reason, halted_at, streak_after) = row
     return RiskState(
         account=acct,
         day=day,
@@ -225,6 +226,7 @@ def load_state(con: duckdb.DuckDBPyConnection, account: str) -> RiskState | None
         halt_scope=scope,
         halt_reason=reason,
         halted_at=halted_at,
+        streak_after=int(streak_after or 0),
     )
 
 
@@ -232,7 +234,7 @@ def save_state(con: duckdb.DuckDBPyConnection, state: RiskState, now: datetime) 
     """Write the whole row (callers hold a transaction and merged the row first)."""
     con.execute(
         f"INSERT INTO risk_state ({_STATE_COLUMNS}, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (account) DO UPDATE SET"
         " day = excluded.day, start_of_day_equity = excluded.start_of_day_equity,"
         " realized_pnl = excluded.realized_pnl, unrealized_json = excluded.unrealized_json,"
@@ -240,12 +242,12 @@ def save_state(con: duckdb.DuckDBPyConnection, state: RiskState, now: datetime) 
         " peak_equity = excluded.peak_equity, trades_today = excluded.trades_today,"
         " loss_streak = excluded.loss_streak, halted = excluded.halted, halt_rule = excluded.halt_rule,"
         " halt_scope = excluded.halt_scope, halt_reason = excluded.halt_reason,"
-        " halted_at = excluded.halted_at, updated_at = excluded.updated_at",
+        " halted_at = excluded.halted_at, streak_after = excluded.streak_after, updated_at = excluded.updated_at",
         [
             state.account, state.day, state.start_of_day_equity, state.realized_pnl,
             json.dumps(state.unrealized, sort_keys=True), state.unrealized_pnl, state.broker_equity,
             state.peak_equity, state.trades_today, state.loss_streak, state.halted, state.halt_rule,
-            state.halt_scope, state.halt_reason, state.halted_at, now,
+            state.halt_scope, state.halt_reason, state.halted_at, state.streak_after, now,
         ],
     )
 
@@ -273,7 +275,8 @@ def save_marks(con: duckdb.DuckDBPyConnection, state: RiskState, now: datetime) 
 
 @dataclass
 class LadderPosition:
-    """One position under the take-profit ladder (see ``profit.py``)."""
+    """One position under the take-profit ladder (see ``profit.py``). ``entry_price`` and
+    the quantities are the ledger's when the ladder follows one (read, never stored)."""
 
     symbol: str
     side: str  # long | short
@@ -283,7 +286,8 @@ class LadderPosition:
     fired: tuple[str, ...]
     best_price: float  # most favourable price since entry
     trail_armed: bool
-    opened_at: datetime
+    opened_at: datetime | None
+    position_id: str = ""  # the ledger's id of the holding ("" without a ledger)
 
     @property
     def sign(self) -> int:
@@ -294,37 +298,39 @@ class LadderPosition:
         return self.sign * (price - self.entry_price) / self.entry_price
 
 
-def load_ladders(con: duckdb.DuckDBPyConnection, account: str) -> list[LadderPosition]:
-    rows = con.execute(
-        "SELECT symbol, side, entry_price, initial_qty, remaining_qty, fired_levels, best_price,"
-        " trail_armed, opened_at FROM profit_ladder WHERE account = ? ORDER BY symbol",
-        [account],
-    ).fetchall()
-    return [
-        LadderPosition(sym, side, float(entry), int(initial), int(remaining), tuple(json.loads(fired)),
-                  float(best), bool(armed), opened)
-        for sym, side, entry, initial, remaining, fired, best, armed, opened in rows
-    ]
+@dataclass(frozen=True)
+class LadderState:
+    """What the ladder itself knows of a position, and all it stores (``ladder_state``)."""
+
+    position_id: str
+    symbol: str
+    fired: tuple[str, ...]
+    best_price: float
+    trail_armed: bool
 
 
-def save_ladder(con: duckdb.DuckDBPyConnection, account: str, row: LadderPosition, now: datetime,
-                run_id: str | None) -> None:
+def load_ladder_states(con: duckdb.DuckDBPyConnection, account: str) -> dict[str, LadderState]:
+    rows = con.execute("SELECT position_id, symbol, fired_levels, best_price, trail_armed FROM ladder_state"
+                       " WHERE account = ?", [account]).fetchall()
+    return {pid: LadderState(pid, sym, tuple(json.loads(fired)), float(best), bool(armed))
+            for pid, sym, fired, best, armed in rows}
+
+
+def save_ladder_state(con: duckdb.DuckDBPyConnection, account: str, state: LadderState, now: datetime,
+                      run_id: str | None) -> None:
     con.execute(
-        "INSERT INTO profit_ladder (account, symbol, side, entry_price, initial_qty, remaining_qty,"
-        " fired_levels, best_price, trail_armed, opened_at, updated_at, run_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (account, symbol) DO UPDATE SET side = excluded.side,"
-        " entry_price = excluded.entry_price, initial_qty = excluded.initial_qty,"
-        " remaining_qty = excluded.remaining_qty, fired_levels = excluded.fired_levels,"
-        " best_price = excluded.best_price, trail_armed = excluded.trail_armed,"
-        " opened_at = excluded.opened_at, updated_at = excluded.updated_at, run_id = excluded.run_id",
-        [account, row.symbol, row.side, row.entry_price, row.initial_qty, row.remaining_qty,
-         json.dumps(list(row.fired)), row.best_price, row.trail_armed, row.opened_at, now, run_id],
+        "INSERT INTO ladder_state (account, position_id, symbol, fired_levels, best_price, trail_armed,"
+        " updated_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account, position_id) DO UPDATE SET"
+        " fired_levels = excluded.fired_levels, best_price = excluded.best_price,"
+        " trail_armed = excluded.trail_armed, updated_at = excluded.updated_at, run_id = excluded.run_id",
+        [account, state.position_id, state.symbol, json.dumps(list(state.fired)), state.best_price,
+         state.trail_armed, now, run_id],
     )
 
 
-def delete_ladder(con: duckdb.DuckDBPyConnection, account: str, symbol: str) -> None:
-    con.execute("DELETE FROM profit_ladder WHERE account = ? AND symbol = ?", [account, symbol])
+def delete_ladder_states(con: duckdb.DuckDBPyConnection, account: str, position_ids) -> None:
+    for pid in position_ids:
+        con.execute("DELETE FROM ladder_state WHERE account = ? AND position_id = ?", [account, pid])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -344,12 +350,6 @@ class FlushTimer:
 
     def reset(self) -> None:
         self._last = time.monotonic()
-
-
-def require_account(value) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"account must be a non-empty string such as 'sim:default', got {value!r}")
-    return value.strip()
 
 
 Clock = Callable[[], datetime]

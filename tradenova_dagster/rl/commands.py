@@ -38,7 +38,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from tradenova_dagster import config
     from tradenova_dagster.market.data import get_source
-    from tradenova_dagster.store import Store
+    from tradenova_dagster.ledger.accounts import shared_store
     from tradenova_dagster.rl import registry
     from tradenova_dagster.rl.dataset import build_dataset, default_train_eval_days
     from tradenova_dagster.rl.env import EnvConfig
@@ -49,7 +49,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--timesteps must be >= 1, got {args.timesteps}")
     options = {"data_dir": args.data_dir} if args.source == "file" and args.data_dir else {}
     source = get_source(args.source, **options)
-    store = Store()
+    store = shared_store()
     train_days, eval_days = default_train_eval_days(args.train_days, args.eval_days, args.end)
     print(f"data: {args.symbol} from {args.source}, training {train_days[0]}..{train_days[-1]} "
           f"({len(train_days)} sessions)" + (f", evaluating {eval_days[0]}..{eval_days[-1]}" if eval_days else ""))

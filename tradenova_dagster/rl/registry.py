@@ -22,6 +22,7 @@ from typing import Any
 
 from tradenova_dagster import config
 from tradenova_dagster.domain import require_symbol
+from tradenova_dagster.ledger.accounts import shared_store
 from tradenova_dagster.store import Store
 
 GLOBAL_ACCOUNT = "global"
@@ -66,7 +67,7 @@ def _record(row) -> ModelRecord:
 
 
 def _store(store: Store | None) -> Store:
-    return store if store is not None else Store()
+    return store if store is not None else shared_store()
 
 
 def require_agent(agent: str) -> str:

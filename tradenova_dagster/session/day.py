@@ -3,7 +3,7 @@ and a backtest day. The Dagster ops in ``ops/trading.py`` and the backtest asset
 these; they hold no Dagster code, so each can be run and tested on its own.
 
 Every job starts from a ``Runtime``: the account's broker, executor, risk manager,
-take-profit ladder, metrics tracker and kill switch, all sharing one DuckDB store, so
+take-profit ladder, records and kill switch, all sharing the account's ledger file, so
 that separate runs (warmup at 08:00, the session at 09:30, the monitor every five
 minutes, the flatten at 15:50) see one account and one risk state.
 """
@@ -79,7 +79,7 @@ def warmup(runtime: Runtime, day, source, underlying: str = "SPY", model_loader=
         except ValueError as exc:
             problems.append(f"model: {exc}")
     ctx = compute_context(source, day, underlying)
-    save_context(runtime.store, ctx)
+    save_context(runtime.market, ctx)
     report = WarmupReport(day, runtime.account, status.equity, status.buying_power, status.can_trade,
                           switch.describe(), getattr(level, "value", str(level)), model, ctx.as_dict(), problems)
     runtime.record("warmup", "ok" if report.ok else "problems", asdict(report))
@@ -111,16 +111,21 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     """Trade one day. ``mode``: ``replay`` (the day's stored or source bars on a simulated
     clock; ``pace_s`` seconds of real time per bar, 0 for as fast as possible) or ``live``
     (the wall clock, polling ``source`` for each new bar).
+
+    Exactly once per bar: a replay resumes after the last bar this account committed on
+    ``day``; a live session acts only on bars that complete after it started — the day's
+    earlier bars (missed by a late start, or acted on before a restart) only rebuild the
+    signal. A live session launched after the close trades nothing and says why.
     """
     day = calendar.require_trading_day(day, "date")
     settings = settings or SessionSettings()
-    refuse_bad_data(runtime.store, settings.symbol, day)
-    ctx = trading_context(runtime.store, source, day, settings.symbol)
+    refuse_bad_data(runtime.market, settings.symbol, day)
+    ctx = trading_context(runtime.market, source, day, settings.symbol)
     open_, close = calendar.session_open_close(day)
     resumed = last_committed_bar(runtime.store, runtime.account, day)
     history = None
     if mode == "replay":
-        bars = bars_for_day(runtime.store, source, settings.symbol, day)
+        bars = bars_for_day(runtime.market, source, settings.symbol, day)
         if resumed is not None:  # a restart: the bars already acted on only rebuild the signal
             history, bars = bars[bars["timestamp"] <= resumed], bars[bars["timestamp"] > resumed]
             open_ = resumed
@@ -128,7 +133,14 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
         feed = ReplayFeed(bars, clock)
     elif mode == "live":
         clock = clock or WallClock()
-        feed = PollingFeed(lambda: source.bars(settings.symbol, day), clock, close)
+        started = pd.Timestamp(clock.now())
+        if started >= close:
+            return _after_the_close(runtime, day, started, close)
+        bars = source.bars(settings.symbol, day)
+        interval = pd.Timedelta(minutes=int(bars.attrs.get("interval_minutes", 1)))
+        done = bars[pd.to_datetime(bars["timestamp"], utc=True) + interval <= started]
+        history = done if len(done) else None  # missed or already acted on: features only
+        feed = PollingFeed(lambda: source.bars(settings.symbol, day), clock, close, start_after=started)
     else:
         raise ValueError(f"mode: unknown value {mode!r}; expected replay or live")
     set_clock(runtime, clock)
@@ -144,6 +156,15 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     report = session.run()
     runtime.record("session", "stopped", {"summary": report.summary(), "stopped": report.stopped,
                                           "flat": report.flat, "orders": report.orders})
+    return report
+
+
+def _after_the_close(runtime: Runtime, day: date, started: pd.Timestamp, close: pd.Timestamp) -> SessionReport:
+    report = SessionReport(day, runtime.account)
+    report.stopped = (f"launched at {started.tz_convert(calendar.NEW_YORK):%H:%M} New York, after the close "
+                      f"({close.tz_convert(calendar.NEW_YORK):%H:%M}) of {day}: nothing to trade")
+    report.open_positions = len(runtime.broker.get_positions())
+    runtime.record("session", "not_started", {"day": day, "reason": report.stopped})
     return report
 
 
@@ -218,6 +239,8 @@ def _book_flatten(runtime: Runtime, client_order_ids: list[str], reason: str) ->
                            fee_per_contract=runtime.fee_per_contract)
     now = runtime.executor.now()
     with runtime.store.unit_of_work():
+        runtime.profit.follow(ledger.book)
+        runtime.risk.follow(ledger.book)
         for coid in dict.fromkeys(client_order_ids):
             try:
                 order = runtime.broker.get_order_by_client_id(coid)
@@ -235,7 +258,7 @@ def _book_flatten(runtime: Runtime, client_order_ids: list[str], reason: str) ->
                                   else fill.symbol)
                     runtime.book_exit(fill, part, reason, "flatten", underlying,
                               remaining=int(round(pos.qty)) if pos else 0)
-        runtime.tracker.flush()
+        runtime.records.flush()
         runtime.profit.flush()
         runtime.risk.flush()
 
@@ -277,38 +300,49 @@ def backtest_account(backtest_id: str) -> str:
 
 
 def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: float = 100_000.0,
-                     risk_limits=None) -> Runtime:
-    """A runtime for one replayed day of a backtest.
+                     risk_limits=None, lease=None) -> Runtime:
+    """A runtime for one replayed day of a backtest; ``store`` is the shared database the
+    day's bars and context come from.
 
-    Trades, equity, predictions and decisions are recorded under ``backtest:<id>`` (so a
-    backtest is read as one account, never mixed with paper or live). Each day trades a
-    simulated account of its own (``backtest:<id>:<day>``) starting from ``initial_cash``:
-    re-running a day replaces exactly that day. Risk keeps its state and its refusals
-    (``risk_events``) in DuckDB under ``backtest:<id>`` as a live account does; the ladder
-    runs in memory; the global kill switch does not apply to backtests.
+    Trades, equity, predictions and decisions are recorded under ``backtest:<id>`` in that
+    account's own ledger file (so a backtest is read as one account, never mixed with
+    paper or live, and two backtests run side by side in two processes). Each day trades a
+    simulated account of its own (``backtest:<id>:<day>``, in the same file) starting from
+    ``initial_cash``: re-running a day replaces exactly that day. Risk keeps its state and
+    its refusals (``risk_events``) as a live account does; the ladder runs in memory; only
+    the backtest's own kill switch applies, not the global one.
     """
     from tradenova_dagster.broker import BrokerExecutor, SimBroker
     from tradenova_dagster.broker.sim import SimConfig
-    from tradenova_dagster.metrics import MetricsTracker
+    from tradenova_dagster.ledger.accounts import ledger_store
+    from tradenova_dagster.ledger.records import AccountRecords
     from tradenova_dagster.risk import AdvancedRiskManager, KillSwitch, ProfitManager
 
     account = backtest_account(backtest_id)
-    sim = SimBroker(f"{account}:{day.isoformat()}", store, SimConfig(initial_cash=initial_cash))
+    ledger = ledger_store(account)
+    sim = SimBroker(f"{account}:{day.isoformat()}", ledger, SimConfig(initial_cash=initial_cash))
     sim.reset(initial_cash)
     executor = BrokerExecutor(sim, run_id=session_key(account, day), backoff_s=0.0)
-    tracker = MetricsTracker(store=store, account=account, initial_capital=initial_cash)
-    tracker.clear_day(day)
-    # Risk keeps its state and every refusal in DuckDB, as it does live (one way in every mode).
-    risk = (AdvancedRiskManager.from_limits(risk_limits, initial_cash, account=account, store=store)
+    records = AccountRecords(ledger, account)
+    records.clear_day(day)
+    switch = KillSwitch(store, account=account)  # a backtest's own switch (the global one does not apply)
+    # Risk keeps its state and every refusal in the ledger, as it does live (one way in every mode).
+    risk = (AdvancedRiskManager.from_limits(risk_limits, initial_cash, account=account, store=ledger,
+                                            kill_switch=switch)
             if risk_limits is not None else AdvancedRiskManager(initial_balance=initial_cash, account=account,
-                                                                   store=store))
-    return Runtime(store, account, sim, executor, risk, ProfitManager(account=account), tracker,
-                   KillSwitch(None, account=account), sim=sim)
+                                                                   store=ledger, kill_switch=switch))
+    return Runtime(ledger, account, sim, executor, risk, ProfitManager(account=account), records, switch, sim=sim,
+                   shared=store, lease=lease)
 
 
 def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
                  settings: SessionSettings | None = None, risk_limits=None) -> SessionReport:
-    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``)."""
+    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``),
+    holding the backtest account's lease and one ledger connection for the day."""
+    from tradenova_dagster.ledger.lease import AccountLease
+
     day = calendar.require_trading_day(day, "date")
-    runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits)
-    return run_session(runtime, day, source, signal, mode="replay", settings=settings)
+    with AccountLease(backtest_account(backtest_id), None, "backtest") as lease:
+        runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease)
+        with runtime.store.hold():
+            return run_session(runtime, day, source, signal, mode="replay", settings=settings)

@@ -10,8 +10,8 @@ Each completed bar goes through the same steps, top to bottom:
    round trip; a ladder exit marks its levels fired only now that it filled;
 3. **mark**: equity to risk (daily loss, drawdown) and to the equity curve;
 4. **signal**: the model sees the bar and the position (``SignalModel``, EMA-smoothed);
-5. **controls**: the kill switch stops the session; at flatten time it stops entering
-   and closes every position;
+5. **controls**: the kill switch, or flatten time, stops entering, cancels open entries,
+   closes every position at market and ends the session once flat;
 6. **exits**: the take-profit ladder and the stop (``ProfitManager.propose_exits``);
 7. **entry gate and orders**: a position the signal no longer wants is closed; a new
    CALL/PUT goes through contract selection, ``check_trade_allowed`` and the executor;
@@ -97,6 +97,7 @@ class TradingSession:
                 for tick in self.feed:
                     with self.rt.store.unit_of_work(), self._buffered():
                         self._on_bar(tick)
+                    self._heartbeat(tick)
                     if self._stop_reason:
                         break
             else:  # a fast replay owns its account for seconds: one transaction for the day
@@ -109,14 +110,19 @@ class TradingSession:
             self.report.stopped = self.report.stopped or self._stop_reason or "feed ended"
         return self.report
 
+    def _heartbeat(self, tick: BarTick) -> None:
+        """Tell the monitor this session is alive, once its bar is committed."""
+        if self.rt.lease is not None:
+            self.rt.lease.heartbeat(f"committed bar {tick.timestamp:%H:%M} UTC")
+
     def _buffered(self):
-        """Buffer the broker's and the tracker's writes; they flush into the open unit of work."""
+        """Buffer the broker's and the records' writes; they flush into the open unit of work."""
         from contextlib import ExitStack
 
         stack = ExitStack()
         if self.rt.sim is not None:
             stack.enter_context(self.rt.sim.batch())
-        stack.enter_context(self.rt.tracker.batch())
+        stack.enter_context(self.rt.records.batch())
         stack.callback(self._flush_parts)
         return stack
 
@@ -133,7 +139,11 @@ class TradingSession:
         equity = self._mark_to_market(tick)
         if self.report.start_equity is None:
             self.report.start_equity = equity
-        signal = self._signal(tick)
+        try:
+            signal = self._signal(tick)
+        except Exception as exc:  # noqa: BLE001 - fail closed: a model that cannot answer decides nothing
+            signal = None
+            self._no_entry(tick, f"signal unavailable: {exc!r}")
         self._controls_and_orders(tick, signal)
         self._commit_bar(tick)
 
@@ -142,26 +152,32 @@ class TradingSession:
                   tick.volume)
         self._seen = self._position_seen(tick)
         signal = self.signal.on_bar(bar, position_state(*self._seen))
-        self.rt.tracker.log_signal(signal)
+        self.rt.records.log_signal(signal)
         self.report.decisions[signal.decision.value] += 1
         return signal
 
     def _controls_and_orders(self, tick: BarTick, signal) -> None:
         switch = self.rt.kill_switch.state()
         if switch.on:
-            self._cancel_entries()
-            self._stop_reason = f"kill switch on ({switch.reason}): session stopped; the flatten job closes positions"
+            self._close_all("kill", f"kill switch: {switch.reason}", tick,
+                            f"kill switch on ({switch.reason}): flat, session stopped")
             return
         if tick.end >= self.plan.flatten:
-            self._cancel_entries()
-            for symbol in self._holdings():
-                self._sell(symbol, self.ledger.book.qty(symbol), "flatten",
-                           f"flatten time ({FLATTEN_BEFORE_CLOSE.seconds // 60} minutes before the close)", tick)
-            if not self._holdings() and not self._in_flight:
-                self._stop_reason = f"flat at {tick.end.tz_convert(calendar.NEW_YORK):%H:%M} New York (flatten time)"
+            self._close_all("flatten", f"flatten time ({FLATTEN_BEFORE_CLOSE.seconds // 60} minutes before the close)",
+                            tick, f"flat at {tick.end.tz_convert(calendar.NEW_YORK):%H:%M} New York (flatten time)")
             return
         self._ladder_exits(tick)
-        self._follow_signal(tick, signal)
+        if signal is not None:
+            self._follow_signal(tick, signal)
+
+    def _close_all(self, intent: str, why: str, tick: BarTick, stopped: str) -> None:
+        """No more entries: cancel the open ones, sell every holding at market, and stop
+        once flat with nothing in flight (the kill switch, or flatten time)."""
+        self._cancel_entries()
+        for symbol in self._holdings():
+            self._sell(symbol, self.ledger.book.qty(symbol), intent, why, tick)
+        if not self._holdings() and not self._in_flight:
+            self._stop_reason = stopped
 
     def _commit_bar(self, tick: BarTick) -> None:
         direction, pnl, bars = self._seen
@@ -174,10 +190,12 @@ class TradingSession:
     # ------------------------------------------------------------------ start and restart
 
     def _start(self) -> None:
-        """Settle expiries; adopt the ledger's open orders and book what they filled while no
-        session ran; reconcile what still differs from the broker; put holdings under the
-        ladder; start the day's risk state; rebuild the signal from the bars acted on."""
+        """Put the ladder on the ledger; settle expiries; adopt the ledger's open orders and
+        book what they filled while no session ran; reconcile what still differs from the
+        broker; start the day's risk state; rebuild the signal from the bars acted on."""
         with self.rt.store.unit_of_work(), self._buffered():
+            self.rt.profit.follow(self.ledger.book)  # quantities and entry prices: the ledger's
+            self.rt.risk.follow(self.ledger.book)  # positions, realised P&L, trades, streak: the ledger's
             for fill, part in self.ledger.settle_expired(self.day, self._underlying_close):
                 self._on_fill(InFlight("", None, fill.symbol, Side.SELL, "expiry", "expired: settled at intrinsic "
                                         "value"), fill, part)
@@ -198,12 +216,7 @@ class TradingSession:
                                                   pd.Timestamp(self.clock.now()).to_pydatetime()):
                 self._on_fill(InFlight("", None, fill.symbol, Side.SELL, "reconcile", "closed outside this session"),
                               fill, part)
-            for symbol, pos in self._holdings().items():
-                if symbol not in self.rt.profit.positions():
-                    self.rt.profit.add_position(symbol, int(round(pos.qty)), pos.avg_entry_price, "buy")
-            for symbol in list(self.rt.profit.positions()):
-                if self.ledger.book.qty(symbol) <= 0 and OptionContract.is_option_symbol(symbol):
-                    self.rt.profit.remove_position(symbol)  # closed elsewhere (a flatten job): forget its ladder
+            self.rt.profit.forget_closed()  # closed elsewhere (a flatten job): forget their ladders
             self.rt.risk.start_day(self.day, self.rt.broker.get_account().equity)
         self.signal.reset(self.day, self.context)
         if self.history is not None and len(self.history):
@@ -222,7 +235,7 @@ class TradingSession:
             return self._STILL_UNKNOWN
 
     def _underlying_close(self, symbol: str, day: date) -> float | None:
-        bars = load_stored_bars(self.rt.store, symbol, day)
+        bars = load_stored_bars(self.rt.market, symbol, day)
         return float(bars["close"].iloc[-1]) if len(bars) else None
 
     # ------------------------------------------------------------------ positions (from the ledger)
@@ -243,7 +256,7 @@ class TradingSession:
             return (0, 0.0, 0)
         symbol, pos = next(iter(holdings.items()))
         direction = self._direction(symbol)
-        mid = self.rt.broker.get_quote(symbol).mid
+        mid = self.rt.broker.get_quote(symbol).mid  # raises: the signal then decides nothing this bar
         pnl = (mid - pos.avg_entry_price) / pos.avg_entry_price if pos.avg_entry_price > 0 else 0.0
         interval = tick.end - tick.timestamp
         bars = int((tick.end - pd.Timestamp(pos.opened_at)) / interval) if pos.opened_at is not None else 0
@@ -280,15 +293,10 @@ class TradingSession:
                 self.rt.broker.cancel_order(order.id)  # a resting entry is no longer this bar's decision
 
     def _on_fill(self, flight: InFlight, fill, part) -> None:
-        profit = self.rt.profit
         symbol = fill.symbol
         pos = self.ledger.book.positions.get(symbol)
         if fill.side is Side.BUY:
-            if symbol in profit.positions():
-                profit.set_entry(symbol, int(round(pos.qty)), pos.avg_entry_price)
-            else:  # covered by the stop from its first fill, not when the order ends
-                profit.add_position(symbol, int(round(pos.qty)), pos.avg_entry_price, "buy")
-            return
+            return  # the ladder follows the ledger: the stop covers it from its first fill
         remaining = int(round(pos.qty)) if pos is not None else 0
         self.report.trades += 1
         self.report.realized_pnl += part.pnl
@@ -311,11 +319,19 @@ class TradingSession:
         account = self.rt.broker.get_account()
         positions = self.rt.broker.get_positions()
         value = sum(p.market_value for p in positions)
-        self.rt.risk.update_equity(account.equity, {p.symbol: p.unrealized_pl for p in positions})
-        self.rt.tracker.record_equity(tick.end.to_pydatetime(), account.equity, account.cash, value)
+        self.rt.risk.update_equity(account.equity, self._unrealized(positions))
+        self.rt.records.record_equity(tick.end.to_pydatetime(), account.equity, account.cash, value)
         self.report.end_equity = account.equity
         self.report.open_positions = len(positions)
         return account.equity
+
+    def _unrealized(self, positions) -> dict[str, float]:
+        """Unrealised P&L per symbol: the ledger's cost against the broker's mark; the
+        broker's own figure only for what the ledger does not hold."""
+        book = self.ledger.book.positions
+        return {p.symbol: (book[p.symbol].unrealized_pnl(p.current_price)
+                           if p.symbol in book and p.current_price is not None else p.unrealized_pl)
+                for p in positions}
 
     # ------------------------------------------------------------------ decisions
 
@@ -323,7 +339,12 @@ class TradingSession:
         for symbol in self._holdings():
             if self._closing(symbol) or symbol not in self.rt.profit.positions() or not self._may_exit(symbol):
                 continue
-            quote = self.rt.broker.get_quote(symbol)
+            try:
+                quote = self.rt.broker.get_quote(symbol)
+            except Exception as exc:  # noqa: BLE001 - no price, no ladder decision; the next bar asks again
+                self.rt.record("session", "quote_unavailable", {"symbol": symbol, "bar": tick.end.isoformat(),
+                                                                 "error": repr(exc), "for": "ladder"})
+                continue
             if quote.bid <= 0:
                 continue
             exit_ = self.rt.profit.propose_exits(symbol, quote.bid)
@@ -357,7 +378,13 @@ class TradingSession:
     def _enter(self, tick: BarTick, signal, direction: int) -> None:
         s = self.settings
         contract = rules.select_contract(s.symbol, self.day, tick.close, direction, s.expiry_days, s.strike_step)
-        quote = self.rt.broker.get_quote(contract.symbol)
+        try:
+            quote = self.rt.broker.get_quote(contract.symbol)
+            if not quote.ask > 0:
+                raise ValueError(f"no ask for {contract.symbol} (bid {quote.bid}, ask {quote.ask})")
+        except Exception as exc:  # noqa: BLE001 - fail closed: no price, no entry
+            self._no_entry(tick, f"quote unavailable for {contract.symbol}: {exc!r}", signal, contract.symbol)
+            return
         allowed, reason, level = self.rt.risk.check_trade_allowed(
             contract.symbol, s.contracts, quote.ask, Side.BUY, iv_rank=self.context.iv_rank, vix=self.context.vix,
             spread_pct=quote.spread_pct, is_exit=False,
@@ -374,8 +401,15 @@ class TradingSession:
                 allowed, reason = False, f"{reason}; broker: {result.outcome} ({result.error})"
         else:
             self.report.refusals += 1
-        self.rt.tracker.log_decision(self.agent, signal.decision.value, allowed, reason, symbol=contract.symbol,
+        self.rt.records.log_decision(self.agent, signal.decision.value, allowed, reason, symbol=contract.symbol,
                                      timestamp=tick.end.to_pydatetime(), risk_level=getattr(level, "value", str(level)))
+
+    def _no_entry(self, tick: BarTick, why: str, signal=None, symbol: str | None = None) -> None:
+        """Fail closed: something an entry needs could not be read; record why, enter nothing."""
+        self.report.refusals += 1
+        decision = signal.decision.value if signal is not None else Decision.FLAT.value
+        self.rt.records.log_decision(self.agent, decision, False, f"no entry (fail closed): {why}", symbol=symbol,
+                                     timestamp=tick.end.to_pydatetime())
 
     def _sell(self, symbol: str, qty: float, intent: str, reason: str, tick: BarTick, levels: tuple = ()) -> None:
         """Exits go out as market orders: a stop or a flatten must not rest at the mid."""

@@ -8,7 +8,9 @@ wait on the clock until then, so nothing downstream can see a bar early (no look
 - ``PollingFeed``: asks a data source for the day's bars again as each minute completes
   and yields the new ones (live and paper trading); it stops once the session's last
   bar is in, or ``max_wait`` after the close if that bar never comes, so a quiet feed
-  cannot hold the session open.
+  cannot hold the session open. Bars that completed by ``start_after`` (a session
+  started late, or restarted) are never yielded: they happened before the session could
+  act, so it loads them as history instead (``day.run_session``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class PollingFeed:
         interval: pd.Timedelta = pd.Timedelta(minutes=1),
         poll_seconds: float = 5.0,
         max_wait: pd.Timedelta = pd.Timedelta(minutes=2),
+        start_after: pd.Timestamp | None = None,
     ):
         self.fetch = fetch
         self.clock = clock
@@ -70,15 +73,18 @@ class PollingFeed:
         self.interval = interval
         self.poll = pd.Timedelta(seconds=poll_seconds)
         self.max_wait = max_wait
+        self.start_after = start_after
 
     def __iter__(self) -> Iterator[BarTick]:
-        delivered = 0
+        last_end = self.start_after  # what completed by then is history, not news
         while self.clock.now() < self.session_close + self.max_wait:
             bars = self.fetch()
-            completed = bars[pd.to_datetime(bars["timestamp"], utc=True) + self.interval <= self.clock.now()]
-            for tick in _ticks(completed, delivered):
+            ends = pd.to_datetime(bars["timestamp"], utc=True) + self.interval
+            completed = bars[ends <= self.clock.now()]
+            first_new = 0 if last_end is None else int((ends[: len(completed)] <= last_end).sum())
+            for tick in _ticks(completed, first_new):  # bars are in time order (market_bars checks)
                 yield tick
-            delivered = max(delivered, len(completed))
-            if not completed.empty and pd.Timestamp(completed["timestamp"].iloc[-1]) + self.interval >= self.session_close:
+                last_end = tick.end
+            if last_end is not None and last_end >= self.session_close:
                 return
             self.clock.wait_until(self.clock.now() + self.poll)

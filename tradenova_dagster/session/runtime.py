@@ -1,9 +1,14 @@
 """The parts one account trades with, in one typed, frozen value.
 
 Every job of the day (warmup, session, flatten, monitor, a backtest day) starts from a
-``Runtime``; the session takes it whole instead of a dozen loose parameters. The parts
-share one ``Store``, so a session bar's writes, whichever part makes them, join one
-transaction (``Store.unit_of_work``).
+``Runtime``; the session takes it whole instead of a dozen loose parameters.
+
+Two stores: ``store`` is the account's ledger file (``ledger/accounts.py``), shared by
+every part that writes the account, so a session bar's writes, whichever part makes them,
+join one transaction (``Store.unit_of_work``); ``shared`` is the database every account
+reads market data, market context and models from (``None``: the ledger file itself,
+for tests and one-file set-ups). ``lease`` is the account's lease when the run holds it;
+the session heartbeats it every bar.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ if TYPE_CHECKING:  # the annotations only; importing the parts here would import
     from tradenova_dagster.broker.base import Broker
     from tradenova_dagster.broker.executor import BrokerExecutor
     from tradenova_dagster.broker.sim import SimBroker
-    from tradenova_dagster.metrics.tracker import MetricsTracker
+    from tradenova_dagster.ledger.lease import AccountLease
+    from tradenova_dagster.ledger.records import AccountRecords
     from tradenova_dagster.risk.kill_switch import KillSwitch
     from tradenova_dagster.risk.manager import AdvancedRiskManager
     from tradenova_dagster.risk.profit import ProfitManager
@@ -31,10 +37,17 @@ class Runtime:
     executor: "BrokerExecutor"
     risk: "AdvancedRiskManager"
     profit: "ProfitManager"
-    tracker: "MetricsTracker"
+    records: "AccountRecords"
     kill_switch: "KillSwitch"
     sim: "SimBroker | None" = None  # the simulated broker, which needs the market's bars
     run_id: str | None = None
+    shared: "Store | None" = None
+    lease: "AccountLease | None" = None
+
+    @property
+    def market(self) -> "Store":
+        """Where market data, market context and models are read (the shared database)."""
+        return self.shared if self.shared is not None else self.store
 
     @property
     def fee_per_contract(self) -> float:
@@ -46,16 +59,14 @@ class Runtime:
         """What an exit fill means beyond the ledger: the round trip in ``trades`` (keyed by
         the fill, so it cannot be recorded twice), the ladder (levels fired only now that the
         exit filled), and, when the position closed, the trade in the risk state."""
-        self.tracker.record_trade(
+        self.records.record_trade(
             underlying, part.entry_price, fill.price, fill.qty, "long", part.pnl, agent,
             entry_time=part.entry_time or fill.ts, exit_time=fill.ts, contract=fill.symbol, commission=part.fees,
             exit_reason=reason, trade_id=fill.fill_id,
         )
-        if fill.symbol in self.profit.positions():
-            if levels:
-                self.profit.exit_filled(fill.symbol, levels, remaining)
-            else:
-                self.profit.sync_quantity(fill.symbol, remaining)
+        if levels and fill.symbol in self.profit.positions():
+            self.profit.exit_filled(fill.symbol, levels, remaining)
+        self.profit.forget_closed()
         if part.closes_position:
             self.risk.record_trade(fill.symbol, fill.qty, part.entry_price, fill.price, part.position_pnl, "buy")
 

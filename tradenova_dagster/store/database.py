@@ -14,7 +14,8 @@ ways to use a connection:
   same thread — by the broker, the ladder, risk or the tracker — joins that connection
   and that transaction instead of opening its own, so the step commits whole or not at
   all, and costs one connect instead of one per part. ``hold()`` keeps one connection
-  for a longer stretch (a replayed day that nobody else touches), so units of work
+  for a longer stretch — a session's whole run on its account's ledger file, which only
+  the holder of the account's lease writes (``ledger/lease.py``) — so units of work
   inside it connect zero times.
 
 Migrations are versioned SQL files (``migrations/NNNN_name.sql``), applied once each in

@@ -1,0 +1,385 @@
+"""The account's records beside its orders and fills: round trips (``trades``), the equity
+curve, the signal's predictions and the agent's decisions (DESIGN.md §5).
+
+They are written into the account's ledger file, each row tagged with the account and the
+run that wrote it, and keyed so that a replayed bar cannot add a second copy (a trade by
+the id of the fill that closed it; equity and predictions by (account, bar)). Orders and
+fills have their own writer (``account.AccountLedger``); positions, cash and P&L are
+never recorded here, they are folded from fills.
+
+Writes are short transactions, or join the session's unit of work. A hot loop (a session
+replay writes several rows per bar) wraps its writes in ``with records.batch(): ...``:
+rows are validated on the call, buffered, and committed together in one transaction.
+``metrics.MetricsTracker`` reads these tables (it inherits the writers for the seed's
+``record_trade``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any, Iterator
+
+import pandas as pd
+
+from tradenova_dagster.domain import (
+    Decision,
+    OptionContract,
+    Side,
+    position_side,
+    require_finite,
+    require_non_negative,
+    require_price,
+    require_quantity,
+    require_symbol,
+)
+from tradenova_dagster.ledger.accounts import require_account
+from tradenova_dagster.market import calendar
+from tradenova_dagster.store import Store
+
+# Agent names end up in tables, chart labels and file names: a short identifier.
+_AGENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-]{0,63}$")
+_MAX_TEXT = 500
+
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trades": (
+        "trade_id", "account", "run_id", "day", "symbol", "contract", "side", "qty",
+        "entry_time", "exit_time", "entry_price", "exit_price", "pnl", "commission", "agent",
+        "exit_reason",
+    ),
+    "equity_curve": ("account", "run_id", "ts", "day", "equity", "cash", "positions_value"),
+    "rl_predictions": (
+        "account", "run_id", "ts", "day", "model", "symbol", "raw_action", "smoothed_action",
+        "decision",
+    ),
+    "agent_decisions": (
+        "account", "run_id", "ts", "day", "agent", "symbol", "signal", "allowed", "reason",
+        "risk_level",
+    ),
+}
+
+# What a replayed day replaces (``clear_day``): every record of the day, the ledger's too.
+DAY_TABLES = ("fills", "orders", "session_bars", *_COLUMNS)
+
+
+def require_agent(value: Any, field_name: str = "agent") -> str:
+    """An agent name: a letter, then up to 63 letters, digits, '_', '.', ':' or '-'."""
+    if not isinstance(value, str) or not _AGENT_RE.match(value):
+        raise ValueError(
+            f"{field_name}: {value!r} is not a valid agent name (a letter, then up to 63 "
+            "letters, digits, '_', '.', ':' or '-'; e.g. 'ppo', 'grpo', 'ppo:v2')"
+        )
+    return value
+
+
+def _optional_text(field_name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field_name} must be a string, got {value!r}")
+    if len(value) > _MAX_TEXT:
+        raise ValueError(f"{field_name} is {len(value)} characters; at most {_MAX_TEXT} allowed")
+    return value
+
+
+def _require_text(field_name: str, value: Any) -> str:
+    text = _optional_text(field_name, value)
+    if text is None or not text.strip():
+        raise ValueError(f"{field_name} must be a non-empty string, got {value!r}")
+    return text
+
+
+def _utc(field_name: str, value: Any, default: pd.Timestamp | None = None) -> pd.Timestamp:
+    """A timezone-aware instant as a UTC Timestamp; None gives ``default`` (or now)."""
+    if value is None:
+        return default if default is not None else pd.Timestamp.now(tz="UTC")
+    if not isinstance(value, (datetime, pd.Timestamp, str)):
+        raise ValueError(f"{field_name} must be a timezone-aware datetime, got {value!r}")
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{field_name}: {value!r} is not a date and time") from None
+    if ts is pd.NaT or pd.isna(ts):
+        raise ValueError(f"{field_name} must be a timezone-aware datetime, got {value!r}")
+    if ts.tzinfo is None:
+        raise ValueError(f"{field_name} must be timezone-aware, got naive {value!r}")
+    return ts.tz_convert("UTC")
+
+
+def _session_day(ts: pd.Timestamp) -> date:
+    return ts.tz_convert(calendar.NEW_YORK).date()
+
+
+def _decision(value: Any, field_name: str = "decision") -> Decision:
+    if isinstance(value, Decision):
+        return value
+    if isinstance(value, str):
+        key = value.strip().upper()
+        for member in Decision:
+            if member.value == key:
+                return member
+    allowed = ", ".join(m.value for m in Decision)
+    raise ValueError(f"{field_name}: unknown value {value!r}; expected one of {allowed}")
+
+
+class AccountRecords:
+    """Writes one account's records into its ledger ``store`` (see the module docstring).
+    ``account`` and ``run_id`` are stamped on every row; each writer takes them too."""
+
+    def __init__(self, store: Store, account: str, run_id: str | None = None):
+        self.store = store
+        self.account = require_account(account)
+        self.run_id = _optional_text("run_id", run_id)
+        self._pending: dict[str, list[dict]] | None = None
+        self._flush_every = 0
+
+    @contextmanager
+    def batch(self, flush_every: int = 10_000) -> Iterator["AccountRecords"]:
+        """Buffer every write inside the block; commit them together in one transaction.
+
+        Rows are validated when recorded (a bad one raises at once and is not queued).
+        The buffer is written when it holds ``flush_every`` rows and when the block ends,
+        also when it ends with an exception: the rows describe things that did happen
+        (orders sent, fills received), and losing them would hide them from the report.
+        Nested ``batch()`` blocks join the outer one.
+        """
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"flush_every must be a whole number >= 1, got {flush_every!r}")
+        if self._pending is not None:
+            yield self
+            return
+        self._pending = {}
+        self._flush_every = flush_every
+        try:
+            yield self
+        finally:
+            try:
+                self.flush()
+            finally:
+                self._pending = None
+
+    def flush(self) -> int:
+        """Write the buffered rows (all of them, in one transaction); returns how many."""
+        if not self._pending:
+            return 0
+        pending = self._pending
+        with self.store.transaction() as con:
+            count = sum(self._insert(con, table, rows) for table, rows in pending.items())
+        self._pending = {}
+        return count
+
+    @staticmethod
+    def _insert(con, table: str, rows: list[dict]) -> int:
+        if not rows:
+            return 0
+        columns = _COLUMNS[table]
+        names = ", ".join(columns)
+        if len(rows) <= 64:  # a bar's few rows: plain parameters beat building a DataFrame
+            marks = ", ".join("?" for _ in columns)
+            con.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})",
+                            [[row.get(c) for c in columns] for row in rows])
+            return len(rows)
+        frame = pd.DataFrame(rows, columns=columns)
+        # No try/finally around unregister: after a failed INSERT the transaction is
+        # aborted and unregister would raise, hiding the real error; the connection is
+        # closed right after anyway.
+        con.register("_metrics_rows", frame)
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _metrics_rows")
+        con.unregister("_metrics_rows")
+        return len(rows)
+
+    def _write(self, table: str, row: dict) -> None:
+        if self._pending is None:
+            with self.store.transaction() as con:
+                self._insert(con, table, [row])
+            return
+        self._pending.setdefault(table, []).append(row)
+        if sum(len(rows) for rows in self._pending.values()) >= self._flush_every:
+            self.flush()
+
+    def _stamp(self, account: str | None, run_id: str | None) -> dict:
+        return {
+            "account": require_account(account) if account is not None else self.account,
+            "run_id": _optional_text("run_id", run_id) if run_id is not None else self.run_id,
+        }
+
+    def record_trade(
+        self,
+        symbol: str,
+        entry_price: float,
+        exit_price: float,
+        qty: float,
+        side: str | Side,
+        pnl: float,
+        agent: str,
+        entry_time: datetime | None = None,
+        exit_time: datetime | None = None,
+        *,
+        contract: str | None = None,
+        commission: float = 0.0,
+        exit_reason: str | None = None,
+        trade_id: str | None = None,
+        account: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Record one closed round trip; returns its ``trade_id``.
+
+        ``side`` is the entry direction (long/short or buy/sell). ``pnl`` is the net
+        realised P&L in dollars as the caller computed it (the tracker neither recomputes
+        it nor subtracts ``commission``, which is kept for information). ``exit_time``
+        defaults to now and ``entry_time`` to the exit time. ``symbol`` may be an OCC
+        option symbol (it is then split into underlying and ``contract``), or pass the
+        underlying with ``contract=``.
+        """
+        symbol = require_symbol("symbol", symbol)
+        if contract is None and OptionContract.is_option_symbol(symbol):
+            contract = symbol
+        if contract is not None:
+            parsed = OptionContract.parse(contract)
+            if symbol not in (parsed.symbol, parsed.underlying):
+                raise ValueError(
+                    f"symbol {symbol!r} does not match contract {contract!r} "
+                    f"(underlying {parsed.underlying!r})"
+                )
+            symbol, contract = parsed.underlying, parsed.symbol
+        exit_ts = _utc("exit_time", exit_time)
+        entry_ts = _utc("entry_time", entry_time, default=exit_ts)
+        if entry_ts > exit_ts:
+            raise ValueError(f"entry_time {entry_ts} is after exit_time {exit_ts}")
+        row = {
+            "trade_id": _optional_text("trade_id", trade_id) or uuid.uuid4().hex,
+            **self._stamp(account, run_id),
+            "day": _session_day(exit_ts),
+            "symbol": symbol,
+            "contract": contract,
+            "side": position_side(side),
+            "qty": require_quantity("qty", qty),
+            "entry_time": entry_ts,
+            "exit_time": exit_ts,
+            "entry_price": require_price("entry_price", entry_price),
+            "exit_price": require_price("exit_price", exit_price),
+            "pnl": require_finite("pnl", pnl),
+            "commission": require_non_negative("commission", commission),
+            "agent": require_agent(agent),
+            "exit_reason": _optional_text("exit_reason", exit_reason),
+        }
+        self._write("trades", row)
+        return row["trade_id"]
+
+    def record_equity(
+        self,
+        ts: datetime | None,
+        equity: float,
+        cash: float,
+        positions_value: float,
+        *,
+        account: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Record the account's mark-to-market equity at ``ts`` (None: now)."""
+        ts = _utc("ts", ts)
+        self._write("equity_curve", {
+            **self._stamp(account, run_id),
+            "ts": ts,
+            "day": _session_day(ts),
+            "equity": require_finite("equity", equity),
+            "cash": require_finite("cash", cash),
+            "positions_value": require_finite("positions_value", positions_value),
+        })
+
+    def log_prediction(
+        self,
+        model: str,
+        raw_action: float,
+        smoothed_action: float | None = None,
+        decision: Decision | str | None = None,
+        symbol: str | None = None,
+        timestamp: datetime | None = None,
+        *,
+        account: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Record one output of the RL signal.
+
+        ``smoothed_action`` defaults to the raw action (no smoothing) and ``decision`` to
+        what the smoothed action maps to (``Decision.from_action``).
+        """
+        raw = require_finite("raw_action", raw_action)
+        smoothed = raw if smoothed_action is None else require_finite("smoothed_action", smoothed_action)
+        choice = Decision.from_action(smoothed) if decision is None else _decision(decision)
+        ts = _utc("timestamp", timestamp)
+        self._write("rl_predictions", {
+            **self._stamp(account, run_id),
+            "ts": ts,
+            "day": _session_day(ts),
+            "model": _require_text("model", model),
+            "symbol": require_symbol("symbol", symbol) if symbol is not None else None,
+            "raw_action": raw,
+            "smoothed_action": smoothed,
+            "decision": choice.value,
+        })
+
+    def log_signal(self, signal, *, account: str | None = None, run_id: str | None = None) -> None:
+        """Record a :class:`tradenova_dagster.domain.Signal` (the session's per-bar output)."""
+        self.log_prediction(
+            signal.model or "unknown", signal.raw_action, signal.smoothed_action,
+            signal.decision, signal.symbol, signal.timestamp, account=account, run_id=run_id,
+        )
+
+    def log_decision(
+        self,
+        agent: str,
+        signal: Decision | str | float,
+        allowed: bool,
+        reason: str = "",
+        symbol: str | None = None,
+        timestamp: datetime | None = None,
+        risk_level: Any = None,
+        *,
+        account: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Record what an agent asked for and whether risk allowed it (and why not).
+
+        ``signal`` is a Decision (or its name), or an action in [-1, 1] that is mapped
+        with ``Decision.from_action``.
+        """
+        if not isinstance(allowed, bool):
+            raise ValueError(f"allowed must be True or False, got {allowed!r}")
+        if isinstance(signal, (int, float)) and not isinstance(signal, bool):
+            choice = Decision.from_action(signal)
+        else:
+            choice = _decision(signal, "signal")
+        ts = _utc("timestamp", timestamp)
+        level = getattr(risk_level, "value", risk_level)
+        self._write("agent_decisions", {
+            **self._stamp(account, run_id),
+            "ts": ts,
+            "day": _session_day(ts),
+            "agent": require_agent(agent),
+            "symbol": require_symbol("symbol", symbol) if symbol is not None else None,
+            "signal": choice.value,
+            "allowed": allowed,
+            "reason": _optional_text("reason", reason) or "",
+            "risk_level": None if level is None else str(level),
+        })
+
+    def clear_day(self, day: date | str, *, account: str | None = None) -> int:
+        """Delete one account's records of one New York day, so that a replay of that
+        day (a re-materialised backtest partition) replaces them instead of doubling them.
+        Returns the number of rows deleted. Reports are left alone."""
+        day = calendar.as_date(day, "day")
+        acct = require_account(account) if account is not None else self.account
+        self.flush()
+        deleted = 0
+        with self.store.transaction() as con:
+            for table in DAY_TABLES:
+                deleted += con.execute(
+                    f"DELETE FROM {table} WHERE account = ? AND day = ?", [acct, day]
+                ).fetchone()[0]
+            deleted += con.execute(  # risk events carry a time, not a day
+                "DELETE FROM risk_events WHERE account = ? AND CAST(timezone('America/New_York', ts) AS DATE) = ?",
+                [acct, day]).fetchone()[0]
+        return deleted
