@@ -1,4 +1,4 @@
-"""Jobs over assets: the daily report and the weekly retraining."""
+"""Jobs over assets: the daily report, the weekly retraining, the live account observation."""
 
 import dagster as dg
 
@@ -18,4 +18,11 @@ training_job = dg.define_asset_job(
     "sensor promotes a model whose evaluation passed.",
 )
 
-ASSET_JOBS = [reporting_job, training_job]
+live_account_job = dg.define_asset_job(
+    "live_account_job",
+    selection=["live_account"],
+    description="Observe the broker's account (equity, cash, positions, open orders) and check it against "
+    "the ledger.",
+)
+
+ASSET_JOBS = [reporting_job, training_job, live_account_job]

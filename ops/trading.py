@@ -53,6 +53,7 @@ def build_runtime(account: str, broker: BrokerResource, risk: RiskResource, stor
     the one Alpaca account. Build it while holding the account's ``lease``."""
     from tradenova_dagster.broker import BrokerExecutor, SimBroker
     from tradenova_dagster.broker.sim import SimConfig
+    from tradenova_dagster.alerts import Alerter
     from tradenova_dagster.ledger.records import AccountRecords
 
     ledger, shared = store.ledger(account), store.get_store()
@@ -71,6 +72,7 @@ def build_runtime(account: str, broker: BrokerResource, risk: RiskResource, stor
         risk.build_manager(account, ledger, run_id, kill_switch=switch), risk.build_profit_manager(account, ledger, run_id),
         AccountRecords(ledger, account, run_id),
         switch, sim=client if broker.mode == "sim" else None, run_id=run_id, shared=shared, lease=lease,
+        alerts=Alerter.from_env(),
     )
 
 
@@ -154,6 +156,9 @@ def _run_session(context: dg.OpExecutionContext, runtime, day, config: SessionRu
         reason = "run terminated (interrupt)" if interrupted else f"session failed: {exc!r}"
         runtime.record("session", "interrupted" if interrupted else "failed",
                        {"reason": reason, "canceled_orders": canceled})
+        if not interrupted:
+            runtime.alert("crash", f"session of {day} failed: {exc!r}",
+                          {"canceled_orders": canceled, "watchdog": "flattens and may restart it"})
         context.log.warning(f"{reason}: canceled {len(canceled)} open order(s); positions are left to the flatten job")
         raise
     context.log.info(report.summary())
@@ -167,6 +172,9 @@ def flatten(context: dg.OpExecutionContext, config: FlattenConfig, broker: Broke
     with AccountLease(config.account, context.run_id, "flatten", wait_s=FLATTEN_WAIT_S) as lease:
         runtime = build_runtime(config.account, broker, risk, store, context.run_id, lease=lease)
         report = trading_day.flatten(runtime, config.reason)
+        if not report.flat:
+            runtime.alert("flatten_failed", f"{config.account} not flat after {report.attempts} attempt(s)",
+                          {"remaining": report.remaining, "reason": config.reason})
     context.log.info(f"flatten ({config.reason}): canceled {report.canceled} order(s), "
                      f"{len(report.closing_orders)} closing order(s), flat: {report.flat}")
     if not report.flat:

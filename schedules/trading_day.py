@@ -241,6 +241,22 @@ def monitor_schedule(context: dg.ScheduleEvaluationContext):
 
 
 @dg.schedule(
+    name="live_account_schedule", cron_schedule=MONITOR_CRON, job_name="live_account_job",
+    execution_timezone=NEW_YORK, default_status=default_schedule_status(),
+    description="Every 5 minutes while the market is open: observe the broker's account and check it "
+    "against the ledger (live_account and its check)." + _AUTOSTART_NOTE,
+)
+def live_account_schedule(context: dg.ScheduleEvaluationContext):
+    """With the monitor; stopped unless TRADENOVA_AUTOSTART=1."""
+    tick, skip = _due(Event.MONITOR, context)
+    if skip:
+        return skip
+    day, account = tick.date().isoformat(), trading_account()
+    return _op_request("live_account_job", "live_account", f"live-account-{tick:%Y-%m-%dT%H:%M}-{account}",
+                       {"account": account}, day)
+
+
+@dg.schedule(
     name="training_schedule", cron_schedule=TRAINING_CRON, job_name="training_job", execution_timezone=NEW_YORK,
     default_status=default_schedule_status(),
     description="Saturday 06:00 New York: retrain PPO and GRPO on recent sessions and evaluate them; the "
@@ -259,5 +275,6 @@ SCHEDULES = [
     flatten_schedule,
     reporting_schedule,
     monitor_schedule,
+    live_account_schedule,
     training_schedule,
 ]

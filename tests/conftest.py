@@ -22,6 +22,23 @@ def tradenova_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+# Settings a developer's shell may carry (a paper mode, keys, endpoints, alert channels):
+# no test sees them unless it sets them itself, so no test can reach a real account.
+_SHELL_SETTINGS = ("TRADENOVA_BROKER_MODE", "TRADENOVA_DATA_SOURCE", "TRADENOVA_DATA_DIR", "TRADENOVA_ALLOW_LIVE",
+                   "TRADENOVA_ACCOUNT", "TRADENOVA_AUTOSTART", "ALPACA_API_KEY", "ALPACA_SECRET_KEY",
+                   "APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "APCA_API_BASE_URL", "APCA_API_DATA_URL")
+
+
+@pytest.fixture(autouse=True)
+def _never_the_repos_home_nor_the_shells_settings(tradenova_home, monkeypatch):
+    """Every test gets its own home, asked for or not (nothing lands in ./.tradenova), and
+    none of the shell's trading settings."""
+    import os
+
+    for name in (*_SHELL_SETTINGS, *(n for n in os.environ if n.startswith("TRADENOVA_ALERT_"))):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def store(tradenova_home):
     """A real DuckDB store file in the test's TRADENOVA_HOME, schema migrated."""

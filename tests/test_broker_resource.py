@@ -16,6 +16,7 @@ from conftest import REPO_ROOT
 from fake_alpaca_trading import API_KEY, SECRET_KEY, FakeAlpacaTrading
 from resources.broker import BrokerResource
 from tradenova_dagster.broker import AlpacaBroker, LiveTradingRefused, SimBroker
+from tradenova_dagster.ledger.accounts import ledger_store
 from tradenova_dagster.store import Store
 
 
@@ -37,12 +38,14 @@ def broker_job():
 
 def test_sim_is_the_default_and_keeps_its_account_in_duckdb(tradenova_home, monkeypatch):
     monkeypatch.delenv("ALPACA_API_KEY", raising=False)
+    monkeypatch.delenv("TRADENOVA_BROKER_MODE", raising=False)  # BrokerResource() defaults from it
     result = broker_job.execute_in_process(resources={"broker": BrokerResource()})
     assert result.success
     out = result.output_for_node("buy_and_report")
     assert out["outcome"] == "submitted" and out["account"] == "sim:default"
-    rows = Store().query("SELECT account, client_order_id, run_id FROM sim_orders")
+    rows = ledger_store("sim:default").query("SELECT account, client_order_id, run_id FROM sim_orders")
     assert rows == [("sim:default", out["coid"], result.run_id)]
+    assert Store().query("SELECT count(*) FROM sim_orders") == [(0,)]  # the account's file, not the shared one
 
 
 def test_alpaca_paper_with_keys_from_env_vars(store, monkeypatch):
@@ -65,6 +68,8 @@ def test_alpaca_paper_with_keys_from_env_vars(store, monkeypatch):
 
 def test_modes_and_settings_are_validated(monkeypatch):
     monkeypatch.delenv("TRADENOVA_ALLOW_LIVE", raising=False)
+    for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "APCA_API_KEY_ID", "APCA_API_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)  # the resource reads keys from the environment
     with pytest.raises(ValueError, match="'alpaca_live' refused: set TRADENOVA_ALLOW_LIVE=1"):
         BrokerResource(mode="alpaca_live", api_key="k", secret_key="s")
     with pytest.raises(ValueError, match="unknown value 'paper'"):
@@ -84,7 +89,7 @@ def test_modes_and_settings_are_validated(monkeypatch):
 
 @pytest.mark.slow
 def test_definitions_load_without_any_alpaca_key(tradenova_home):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "TRADENOVA_BROKER"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "APCA_", "TRADENOVA_BROKER"))}
     code = ("from tradenova_dagster.definitions import defs; r = defs.resources['broker']; "
             "print(r.mode, r.api_key, r.get_broker().name)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,

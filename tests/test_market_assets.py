@@ -15,7 +15,8 @@ from tradenova_dagster.market.context import load_context
 
 
 @pytest.fixture
-def resources(store):
+def resources(store, monkeypatch):
+    monkeypatch.delenv("TRADENOVA_DATA_SOURCE", raising=False)  # MarketDataResource() defaults from it
     return {"store": StoreResource(db_path=str(store.path)), "market_data": MarketDataResource()}
 
 
@@ -114,7 +115,9 @@ def test_a_non_trading_day_is_not_a_partition(resources):
         dg.materialize([market_bars], partition_key="2025-11-27", resources=resources)  # Thanksgiving
 
 
-def test_bad_resource_config_is_refused_with_field_and_value():
+def test_bad_resource_config_is_refused_with_field_and_value(monkeypatch):
+    for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "APCA_API_KEY_ID", "APCA_API_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)  # the resource reads keys from the environment
     with pytest.raises(Exception, match="market_data.source: unknown value 'yahoo'"):
         MarketDataResource(source="yahoo")
     with pytest.raises(ValueError, match="ALPACA_API_KEY and ALPACA_SECRET_KEY"):

@@ -212,3 +212,29 @@ def test_dagster_job_sets_the_switch(store):
     )
     assert result.success and not KillSwitch(store).is_on()
     assert len(KillSwitch(store).history()) == 2
+
+
+def test_risk_clear_lifts_a_drawdown_stop_with_an_audit_row_and_refuses_while_a_session_holds_it(
+        tradenova_home, capsys):
+    from datetime import date
+
+    from tradenova_dagster.ledger.accounts import ledger_store
+    from tradenova_dagster.ledger.lease import AccountBusy, AccountLease
+
+    ledger = ledger_store("sim:x")
+    manager = AdvancedRiskManager(store=ledger, account="sim:x")
+    manager.start_day(date(2025, 3, 3), 100_000)
+    manager.start_day(date(2025, 3, 4), 89_000)  # 11% below the peak: the drawdown stop
+    assert manager.is_halted and manager.state.halt_rule == "max_drawdown"
+    assert _cli(["risk", "status", "--account", "sim:x"]) == 0
+    assert "HALTED (max_drawdown, stop)" in capsys.readouterr().out
+    with AccountLease("sim:x", "run-42", "session"):
+        with pytest.raises(AccountBusy, match="run-42"):
+            _cli(["risk", "clear", "--account", "sim:x", "--reason", "reviewed"])
+    assert _cli(["risk", "clear", "--account", "sim:x", "--reason", "reviewed the loss"]) == 0
+    assert "cleared" in capsys.readouterr().out
+    assert not AdvancedRiskManager(store=ledger, account="sim:x").is_halted
+    audit = ledger.query("SELECT rule, reason FROM risk_events WHERE kind = 'clear'")
+    assert audit == [("max_drawdown", "reviewed the loss (cleared from the command line)")]
+    with pytest.raises(ValueError, match="no ledger"):
+        _cli(["risk", "status", "--account", "sim:never"])

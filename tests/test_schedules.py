@@ -57,12 +57,13 @@ def op_config(request: dg.RunRequest, op: str) -> dict:
     return request.run_config["ops"][op]["config"]
 
 
-def test_the_six_schedules_run_in_new_york_time_and_start_stopped():
+def test_the_schedules_run_in_new_york_time_and_start_stopped():
     assert [s.name for s in SCHEDULES] == ["warmup_schedule", "trading_session_schedule", "flatten_schedule",
-                                          "reporting_schedule", "monitor_schedule", "training_schedule"]
+                                          "reporting_schedule", "monitor_schedule", "live_account_schedule",
+                                          "training_schedule"]
     assert {s.execution_timezone for s in SCHEDULES} == {"America/New_York"}
     assert {s.job_name for s in SCHEDULES} == {"warmup_job", "trading_session_job", "flatten_job",
-                                              "reporting_job", "monitor_job", "training_job"}
+                                              "reporting_job", "monitor_job", "live_account_job", "training_job"}
     assert {s.default_status for s in SCHEDULES} == {dg.DefaultScheduleStatus.STOPPED}
     assert all("TRADENOVA_AUTOSTART=1" in s.description for s in SCHEDULES)
 
@@ -258,3 +259,14 @@ def test_the_reporting_request_resolves_to_a_real_trading_day_partition(tradenov
     assert request.partition_key == "2026-11-27"
     assert request.tags["dagster/partition"] == "2026-11-27"
     assert request.tags["dagster/schedule_name"] == "reporting_schedule"
+
+
+def test_live_account_is_observed_with_the_monitor_on_trading_days_only():
+    from schedules.trading_day import live_account_schedule
+
+    open_day = dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2026-11-20 10:05", tz=NY))
+    request = live_account_schedule(open_day)
+    assert request.job_name == "live_account_job"
+    assert request.run_config == {"ops": {"live_account": {"config": {"account": "sim:default"}}}}
+    saturday = dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2026-11-21 10:05", tz=NY))
+    assert isinstance(live_account_schedule(saturday), dg.SkipReason)

@@ -174,7 +174,7 @@ def test_an_exit_failing_past_its_retries_raises_an_alert(store):
     runtime = _runtime(store, profit=tight)
     runtime.broker.reject_sells = 10_000
     report = _run(runtime, lambda i: Decision.BUY_CALL)
-    alerts = runtime.store.query("SELECT detail FROM session_events WHERE kind = 'alert'")
+    alerts = runtime.store.query("SELECT detail FROM session_events WHERE job = 'alert' AND kind = 'exit_failed'")
     assert len(alerts) == 1 and '"intent": "exit_' in alerts[0][0] and '"attempts": 4' in alerts[0][0]
     assert tight.positions()  # never fired: the position still has its ladder and stop
     assert not report.flat
@@ -286,6 +286,7 @@ def test_a_restart_decides_exactly_as_the_uninterrupted_day(tmp_path, monkeypatc
     assert first.bars == 150
     second = _run(_runtime(home("split"), "r", backtest=False), decide, source=source)
     split = ledger_store("sim:r")
+    assert split.query("SELECT kind FROM session_events WHERE job = 'alert'") == [("restart",)]
     bars = source.bars("SPY", pd.Timestamp(DAY).date())
     assert second.resumed_after == pd.Timestamp(bars["timestamp"].iloc[149]).tz_convert("UTC")
     assert second.trades >= 3  # the part after the restart trades: its decisions are compared
@@ -342,15 +343,17 @@ class Counting(Scripted):
         return super().on_bar(bar, position)
 
 
-def _live(runtime, clock, decide=lambda i: Decision.BUY_CALL):
+def _live(runtime, clock, decide=lambda i: Decision.BUY_CALL, source=None):
     from tradenova_dagster.session.clock import SimulatedClock
 
     signal = Counting(decide)
-    report = trading_day.run_session(runtime, DAY, get_source("synthetic"), signal, mode="live",
-                                     clock=SimulatedClock(clock))
+    report = trading_day.run_session(runtime, DAY, source or get_source("synthetic"), signal, mode="live",
+                                     clock=SimulatedClock(clock),
+                                     settings=trading_day.SessionSettings(poll_seconds=30.0))
     return report, signal
 
 
+@pytest.mark.slow  # a live day commits every bar: ~30 s here
 def test_a_late_live_start_acts_only_on_bars_that_complete_after_it_started(store):
     from tradenova_dagster.market import calendar
 
@@ -412,3 +415,64 @@ def test_fail_closed_a_failing_model_enters_nothing_but_the_stop_still_exits(sto
     reasons = [r for (r,) in runtime.store.query("SELECT reason FROM agent_decisions WHERE account = ? AND NOT allowed",
                                                  [runtime.account])]
     assert reasons and all("signal unavailable" in r and "model file unreadable" in r for r in reasons)
+
+
+@pytest.mark.slow  # a live day commits every bar: ~30 s here
+def test_a_live_feed_gone_quiet_enters_nothing_says_so_once_and_keeps_managing_exits(store):
+    from tradenova_dagster.market import calendar
+
+    open_, _ = calendar.session_open_close(pd.Timestamp(DAY).date())
+    runtime = _runtime(store)
+    asked = []
+    original = runtime.profit.propose_exits
+    runtime.profit.propose_exits = lambda symbol, price: asked.append(symbol) or original(symbol, price)
+    report, signal = _live(runtime, open_, lambda i: Decision.BUY_CALL if i < 60 else Decision.BUY_PUT,
+                           source=FirstBars(get_source("synthetic"), 100))
+    last_bar_end = open_ + pd.Timedelta(minutes=100)
+    assert signal.seen == 100 and report.bars > 300  # the quiet minutes were still sessions bars
+    events = runtime.store.query("SELECT job, kind FROM session_events WHERE kind = 'stale_feed'")
+    assert events == [("alert", "stale_feed")]
+    orders = _orders(runtime)
+    late = orders[pd.to_datetime(orders["decision_ts"], utc=True) > last_bar_end]
+    assert (late["intent"] != "entry").all()  # nothing entered on a stale feed...
+    calls_before = len(asked)
+    assert calls_before > 0  # ...but the ladder kept looking at the position on the broker's quotes
+    reasons = [r for (r,) in runtime.store.query("SELECT reason FROM agent_decisions WHERE NOT allowed")]
+    assert any("stale feed" in r for r in reasons)
+
+
+def test_alerts_reach_a_webhook_once_per_cause(store):
+    """A rejected entry and the kill switch, through the session, to a real local HTTP server."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tradenova_dagster.alerts import Alerter
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        runtime = _runtime(store)
+        runtime = replace(runtime, kill_switch=SwitchAt(runtime.kill_switch, at=40),
+                          alerts=Alerter(webhook_url=f"http://127.0.0.1:{server.server_port}/hook"))
+        runtime.broker.reject_buys = True
+        _run(runtime, lambda i: Decision.BUY_CALL if i < 10 or i > 20 else Decision.FLAT)
+    finally:
+        server.shutdown()
+    kinds = [r["kind"] for r in received]
+    assert kinds == ["order_rejected", "order_rejected", "kill_switch"]  # two decisions, one switch
+    assert all(r["account"] == runtime.account for r in received)
+    assert "insufficient options buying power" in received[0]["detail"]["error"]
+    rows = runtime.store.query("SELECT kind FROM session_events WHERE job = 'alert' ORDER BY ts")
+    assert [k for (k,) in rows] == kinds  # each one recorded too

@@ -13,7 +13,6 @@ from ops.trading import JOBS as TRADING_JOBS
 from resources.broker import BrokerResource
 from resources.market_data import MarketDataResource
 from resources.risk import RiskResource
-from resources.secrets import optional_env_var
 from resources.store import StoreResource
 from schedules import SCHEDULES
 from sensors import SENSORS
@@ -24,19 +23,15 @@ defs = dg.Definitions(
     jobs=[*TRADING_JOBS, *ASSET_JOBS, kill_switch_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
+    # No values here: Dagster drops a resource's values set in Definitions as a whole when
+    # a run config names that resource. Each resource fills the fields run config leaves
+    # unset from its environment variables when the run builds it (run config > environment
+    # > default, field by field; resources/secrets.py), and reads Alpaca's keys only when
+    # it builds a client, so they never become config.
     resources={
         "store": StoreResource(),
-        "broker": BrokerResource(
-            mode=dg.EnvVar("TRADENOVA_BROKER_MODE").get_value("sim"),
-            api_key=optional_env_var("ALPACA_API_KEY"),
-            secret_key=optional_env_var("ALPACA_SECRET_KEY"),
-        ),
+        "broker": BrokerResource(),
         "risk": RiskResource(),
-        "market_data": MarketDataResource(
-            source=dg.EnvVar("TRADENOVA_DATA_SOURCE").get_value("synthetic"),
-            data_dir=dg.EnvVar("TRADENOVA_DATA_DIR").get_value(),
-            api_key=optional_env_var("ALPACA_API_KEY"),
-            secret_key=optional_env_var("ALPACA_SECRET_KEY"),
-        ),
+        "market_data": MarketDataResource(),
     },
 )

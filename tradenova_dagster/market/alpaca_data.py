@@ -92,6 +92,16 @@ class AlpacaMarketData(MarketDataSource):
             raise MarketDataError(f"Alpaca returned no bars for {symbol} on {day} (feed {self._feed.value})")
         return finish_bars(frame)
 
+    def bars_since(self, symbol: str, day, after: pd.Timestamp) -> pd.DataFrame:
+        """The day's minute bars starting at or after ``after`` (the live feed asks for only
+        what is new); empty when there are none yet."""
+        from alpaca.data.timeframe import TimeFrame
+
+        symbol, day = normalise_request(symbol, day)
+        _, close = calendar.session_open_close(day)
+        frame = self._bars(symbol, TimeFrame.Minute, pd.Timestamp(after).tz_convert("UTC"), close - pd.Timedelta(seconds=1))
+        return finish_bars(frame) if not frame.empty else frame
+
     def daily_bars(self, symbol: str, start, end) -> pd.DataFrame:
         from alpaca.data.timeframe import TimeFrame
 

@@ -20,6 +20,7 @@ from tradenova_dagster.domain import OptionContract
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.bars_store import bars_for_day, quality_verdict
 from tradenova_dagster.market.context import MarketContext, compute_context, load_context, save_context
+from tradenova_dagster.market.data import MarketDataError
 from tradenova_dagster.store import Store
 from tradenova_dagster.session.clock import PacedClock, SimulatedClock, WallClock
 from tradenova_dagster.session.engine import SessionReport, SessionSettings, TradingSession
@@ -136,11 +137,18 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
         started = pd.Timestamp(clock.now())
         if started >= close:
             return _after_the_close(runtime, day, started, close)
-        bars = source.bars(settings.symbol, day)
-        interval = pd.Timedelta(minutes=int(bars.attrs.get("interval_minutes", 1)))
-        done = bars[pd.to_datetime(bars["timestamp"], utc=True) + interval <= started]
-        history = done if len(done) else None  # missed or already acted on: features only
-        feed = PollingFeed(lambda: source.bars(settings.symbol, day), clock, close, start_after=started)
+        fetch = bars_since(source, settings.symbol, day)
+        try:
+            bars = fetch(None)
+        except MarketDataError:
+            bars = None  # before the first bar of the day: nothing missed
+        if bars is not None and len(bars):
+            interval = pd.Timedelta(minutes=int(bars.attrs.get("interval_minutes", 1)))
+            done = bars[pd.to_datetime(bars["timestamp"], utc=True) + interval <= started]
+            history = done if len(done) else None  # missed or already acted on: features only
+        feed = PollingFeed(fetch, clock, close, start_after=started, poll_seconds=settings.poll_seconds,
+                           stale_after=pd.Timedelta(minutes=settings.stale_after_minutes),
+                           on_problem=lambda kind, detail: _feed_problem(runtime, kind, detail))
     else:
         raise ValueError(f"mode: unknown value {mode!r}; expected replay or live")
     set_clock(runtime, clock)
@@ -151,12 +159,33 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     session = TradingSession(day, runtime, signal=signal, context=ctx, feed=feed, clock=clock, settings=settings,
                              agent=getattr(signal, "model_id", "") or "rl", history=history)
     session.report.resumed_after = resumed
+    if resumed is not None:
+        runtime.alert("restart", f"session of {day} restarted after bar {resumed:%H:%M} UTC",
+                      {"day": day, "resumed_after": resumed})
     runtime.record("session", "started", {"day": day, "mode": mode, "context": ctx.as_dict(),
                                           "resumed_after": resumed})
     report = session.run()
     runtime.record("session", "stopped", {"summary": report.summary(), "stopped": report.stopped,
                                           "flat": report.flat, "orders": report.orders})
     return report
+
+
+def _feed_problem(runtime: Runtime, kind: str, detail: dict) -> None:
+    """A bad bar or a failed fetch is recorded; a feed gone quiet is also an alert."""
+    if kind == "stale_feed":
+        runtime.alert("stale_feed", f"no new bar since {detail.get('last_bar')}: entries stop, exits go on", detail)
+    else:
+        runtime.record("feed", kind, detail)
+
+
+def bars_since(source, symbol: str, day: date):
+    """``fetch(after)`` for the live feed: only the bars after ``after`` when the source can
+    ask for them (Alpaca: by timestamp), else the day so far (the feed keeps the new ones)."""
+    def fetch(after: pd.Timestamp | None) -> pd.DataFrame:
+        if after is not None and hasattr(source, "bars_since"):
+            return source.bars_since(symbol, day, after)
+        return source.bars(symbol, day)
+    return fetch
 
 
 def _after_the_close(runtime: Runtime, day: date, started: pd.Timestamp, close: pd.Timestamp) -> SessionReport:

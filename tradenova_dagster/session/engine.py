@@ -41,11 +41,13 @@ from datetime import date
 import pandas as pd
 
 from tradenova_dagster import rules
-from tradenova_dagster.domain import Bar, Decision, OptionContract, OptionType, OrderStatus, Side
-from tradenova_dagster.ledger import AccountLedger, LongOnlyViolation
+from tradenova_dagster.domain import Bar, Decision, OptionContract, OptionType, Side
+from tradenova_dagster.ledger import AccountLedger
 from tradenova_dagster.market import calendar
+from tradenova_dagster.ledger.view import write_view
 from tradenova_dagster.market.bars_store import load_stored_bars
 from tradenova_dagster.session.feed import BarTick
+from tradenova_dagster.session.order_flow import OrderFlow
 from tradenova_dagster.session.restart import position_state, reconcile_positions, replay_history
 from tradenova_dagster.session.runtime import Runtime
 from tradenova_dagster.session.settings import InFlight, SessionReport, SessionSettings
@@ -54,10 +56,9 @@ from tradenova_dagster.session.timetable import FLATTEN_BEFORE_CLOSE, DayPlan
 log = logging.getLogger(__name__)
 
 _DIRECTION = {Decision.BUY_CALL: 1, Decision.BUY_PUT: -1, Decision.FLAT: 0}
-_REFUSED = {"rejected", "refused", "failed"}
 
 
-class TradingSession:
+class TradingSession(OrderFlow):
     """One trading day for one account (see the module docstring).
 
     ``history``: the bars of this day that were already acted on (a restart); they rebuild
@@ -92,6 +93,7 @@ class TradingSession:
 
     def run(self) -> SessionReport:
         self._start()
+        self._heartbeat(None)
         try:
             if self.settings.persist_every_bar:
                 for tick in self.feed:
@@ -110,10 +112,14 @@ class TradingSession:
             self.report.stopped = self.report.stopped or self._stop_reason or "feed ended"
         return self.report
 
-    def _heartbeat(self, tick: BarTick) -> None:
-        """Tell the monitor this session is alive, once its bar is committed."""
-        if self.rt.lease is not None:
-            self.rt.lease.heartbeat(f"committed bar {tick.timestamp:%H:%M} UTC")
+    def _heartbeat(self, tick: BarTick | None) -> None:
+        """Once a bar is committed (or the start reconciled): tell the monitor this session is
+        alive, and publish the ledger's view for those who cannot open the held file."""
+        if self.rt.lease is None:
+            return
+        self.rt.lease.heartbeat(f"committed bar {tick.timestamp:%H:%M} UTC" if tick else "started")
+        write_view(self.account, self.ledger.book, self.ledger.open_orders(),
+                   tick.end if tick else self.clock.now())
 
     def _buffered(self):
         """Buffer the broker's and the records' writes; they flush into the open unit of work."""
@@ -132,19 +138,25 @@ class TradingSession:
 
     def _on_bar(self, tick: BarTick) -> None:
         self.report.bars += 1
-        if self.rt.sim is not None:
+        if self.rt.sim is not None and not tick.stale:
             prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
             self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=self.context.vix)
         self._poll_orders(tick.end)
         equity = self._mark_to_market(tick)
         if self.report.start_equity is None:
             self.report.start_equity = equity
-        try:
-            signal = self._signal(tick)
-        except Exception as exc:  # noqa: BLE001 - fail closed: a model that cannot answer decides nothing
-            signal = None
-            self._no_entry(tick, f"signal unavailable: {exc!r}")
+        signal = None
+        if tick.stale:  # no bar came: exits on the broker's quotes, nothing new
+            self._no_entry(tick, "stale feed: no new bar; exits only")
+        else:
+            try:
+                signal = self._signal(tick)
+            except Exception as exc:  # noqa: BLE001 - fail closed: a model that cannot answer decides nothing
+                self._no_entry(tick, f"signal unavailable: {exc!r}")
         self._controls_and_orders(tick, signal)
+        if self.rt.risk.is_halted:
+            state = self.rt.risk.state
+            self._alert_once("halt", f"risk halted: {state.halt_reason}", {"rule": state.halt_rule})
         self._commit_bar(tick)
 
     def _signal(self, tick: BarTick):
@@ -159,6 +171,7 @@ class TradingSession:
     def _controls_and_orders(self, tick: BarTick, signal) -> None:
         switch = self.rt.kill_switch.state()
         if switch.on:
+            self._alert_once("kill_switch", f"kill switch on: {switch.reason}", {"set_by": switch.set_by})
             self._close_all("kill", f"kill switch: {switch.reason}", tick,
                             f"kill switch on ({switch.reason}): flat, session stopped")
             return
@@ -222,18 +235,6 @@ class TradingSession:
         if self.history is not None and len(self.history):
             replay_history(self.signal, self.rt, self.day, self.settings.symbol, self.history)
 
-    _STILL_UNKNOWN = object()
-
-    def _lookup(self, client_order_id: str):
-        """The broker's order with this client order id; None if it never received it;
-        ``_STILL_UNKNOWN`` if the broker cannot say yet (ask again next bar, never re-send)."""
-        from tradenova_dagster.broker import OutcomeStillUnknown
-
-        try:
-            return self.rt.executor.resolve([client_order_id])[client_order_id]
-        except OutcomeStillUnknown:
-            return self._STILL_UNKNOWN
-
     def _underlying_close(self, symbol: str, day: date) -> float | None:
         bars = load_stored_bars(self.rt.market, symbol, day)
         return float(bars["close"].iloc[-1]) if len(bars) else None
@@ -245,10 +246,6 @@ class TradingSession:
 
     def _holdings(self) -> dict:
         return {s: p for s, p in self.ledger.book.positions.items() if self._ours(s) and p.qty > 1e-9}
-
-    def _closing(self, symbol: str) -> bool:
-        """An exit of ``symbol`` is in flight (one at a time per position)."""
-        return any(f.symbol == symbol and f.side is Side.SELL for f in self._in_flight.values())
 
     def _position_seen(self, tick: BarTick) -> tuple[int, float, int]:
         holdings = self._holdings()
@@ -264,34 +261,6 @@ class TradingSession:
 
     # ------------------------------------------------------------------ fills
 
-    def _poll_orders(self, now: pd.Timestamp) -> None:
-        """Apply the broker's view of every order in flight (``now``: the bar's end)."""
-        for coid, flight in list(self._in_flight.items()):
-            if flight.broker_order_id is None:  # the outcome was unknown: look it up by its id
-                order = self._lookup(coid)
-                if order is self._STILL_UNKNOWN:
-                    continue
-                if order is None:
-                    del self._in_flight[coid]
-                    self.ledger.observe_missing(coid, now.to_pydatetime())
-                    if flight.side is Side.SELL:
-                        self._order_failed(flight, "the broker never received it", now)
-                    continue
-                flight.broker_order_id = order.id
-            else:
-                order = self.rt.broker.get_order(flight.broker_order_id)
-            for fill, part in self.ledger.observe(order, now.to_pydatetime()):
-                self._on_fill(flight, fill, part)
-            flight.bars += 1
-            if not order.is_open:
-                del self._in_flight[coid]
-                if order.filled_qty <= 0 and flight.side is Side.SELL:
-                    self._order_failed(flight, f"{order.status.value} by the broker", now)
-                elif order.status is OrderStatus.REJECTED and flight.intent == "entry":
-                    self._blocked_entry = self._direction(flight.symbol)
-            elif flight.intent == "entry" and flight.bars >= self.settings.entry_timeout_bars:
-                self.rt.broker.cancel_order(order.id)  # a resting entry is no longer this bar's decision
-
     def _on_fill(self, flight: InFlight, fill, part) -> None:
         symbol = fill.symbol
         pos = self.ledger.book.positions.get(symbol)
@@ -303,17 +272,6 @@ class TradingSession:
         self.rt.book_exit(fill, part, flight.reason, self.agent, self.settings.symbol, flight.levels, remaining)
         if part.closes_position:
             self._exit_failures.pop(symbol, None)
-
-    def _order_failed(self, flight: InFlight, why: str, now: pd.Timestamp) -> None:
-        """An exit that ended with nothing filled: a new decision later, at most N times."""
-        symbol = flight.symbol
-        self._exit_failures[symbol] += 1
-        self._exit_next_bar[symbol] = self.report.bars + self.settings.exit_backoff_bars
-        if self._exit_failures[symbol] > self.settings.exit_retries and symbol not in self._alerted:
-            self._alerted.add(symbol)
-            self.rt.record("session", "alert", {"symbol": symbol, "intent": flight.intent, "why": why,
-                                                "attempts": self._exit_failures[symbol],
-                                                "bar": now.isoformat()})
 
     def _mark_to_market(self, tick: BarTick) -> float:
         account = self.rt.broker.get_account()
@@ -351,10 +309,6 @@ class TradingSession:
             if exit_ is not None:
                 self._sell(symbol, int(exit_["qty"]), "exit_" + "+".join(exit_["levels"]), exit_["reason"], tick,
                            levels=tuple(exit_["levels"]))
-
-    def _may_exit(self, symbol: str) -> bool:
-        return (self._exit_failures[symbol] <= self.settings.exit_retries
-                and self.report.bars >= self._exit_next_bar.get(symbol, 0))
 
     def _follow_signal(self, tick: BarTick, signal) -> None:
         wanted = _DIRECTION[signal.decision]
@@ -404,6 +358,13 @@ class TradingSession:
         self.rt.records.log_decision(self.agent, signal.decision.value, allowed, reason, symbol=contract.symbol,
                                      timestamp=tick.end.to_pydatetime(), risk_level=getattr(level, "value", str(level)))
 
+    def _alert_once(self, key: str, title: str, detail: dict) -> None:
+        """An alert per cause and session (``key``: the kind, or kind:symbol), not one per bar."""
+        if key in self._alerted:
+            return
+        self._alerted.add(key)
+        self.rt.alert(key.split(":")[0], title, detail)
+
     def _no_entry(self, tick: BarTick, why: str, signal=None, symbol: str | None = None) -> None:
         """Fail closed: something an entry needs could not be read; record why, enter nothing."""
         self.report.refusals += 1
@@ -411,47 +372,4 @@ class TradingSession:
         self.rt.records.log_decision(self.agent, decision, False, f"no entry (fail closed): {why}", symbol=symbol,
                                      timestamp=tick.end.to_pydatetime())
 
-    def _sell(self, symbol: str, qty: float, intent: str, reason: str, tick: BarTick, levels: tuple = ()) -> None:
-        """Exits go out as market orders: a stop or a flatten must not rest at the mid."""
-        qty = int(round(qty))
-        if qty <= 0 or self._closing(symbol):
-            return
-        try:
-            self.ledger.book.require_can_sell(symbol, qty, self.ledger.pending_sells(symbol))
-        except LongOnlyViolation as exc:
-            log.error("%s", exc)
-            return
-        result = self.rt.executor.execute_market_order(symbol, qty, Side.SELL, intent=intent,
-                                                       bar_time=tick.timestamp.to_pydatetime())
-        if self._track(result, symbol, Side.SELL, qty, intent, reason, tick, levels):
-            self.report.exits += 1
 
-    def _track(self, result, symbol: str, side: Side, qty: float, intent: str, reason: str, tick: BarTick,
-               levels: tuple = ()) -> bool:
-        """Record the order in the ledger whatever happened; watch it if the broker may hold it."""
-        decided = tick.end.to_pydatetime()
-        coid = result.client_order_id
-        if result.outcome in _REFUSED or (result.order is None and result.outcome != "unknown"):
-            log.warning("order %s not placed (%s): %s", coid, result.outcome, result.error)
-            self.report.refusals += 1
-            if coid not in self.ledger.orders:
-                self.ledger.record_order(coid, None, symbol=symbol, side=side, qty=qty, intent=intent, reason=reason,
-                                         decision_ts=decided, status=OrderStatus.REJECTED,
-                                         broker_message=f"{result.outcome}: {result.error}")
-            if side is Side.SELL:
-                self._order_failed(InFlight(coid, None, symbol, side, intent, reason, levels),
-                                   f"{result.outcome}: {result.error}", tick.end)
-            return False
-        if coid not in self.ledger.orders:
-            self.ledger.record_order(coid, result.order, symbol=symbol, side=side, qty=qty, intent=intent,
-                                     reason=reason, decision_ts=decided,
-                                     broker_message=None if result.ok else f"{result.outcome}: {result.error}")
-        self.report.orders.append(coid)
-        self._in_flight[coid] = InFlight(coid, result.order.id if result.order else None, symbol, side, intent,
-                                          reason, levels)
-        return True
-
-    def _cancel_entries(self) -> None:
-        for flight in self._in_flight.values():
-            if flight.intent == "entry" and flight.broker_order_id is not None:
-                self.rt.broker.cancel_order(flight.broker_order_id)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the annotations only; importing the parts here would import the world
+    from tradenova_dagster.alerts import Alerter
     from tradenova_dagster.broker.base import Broker
     from tradenova_dagster.broker.executor import BrokerExecutor
     from tradenova_dagster.broker.sim import SimBroker
@@ -43,6 +44,7 @@ class Runtime:
     run_id: str | None = None
     shared: "Store | None" = None
     lease: "AccountLease | None" = None
+    alerts: "Alerter | None" = None  # None: alerts are recorded, not sent (backtests)
 
     @property
     def market(self) -> "Store":
@@ -69,6 +71,15 @@ class Runtime:
         self.profit.forget_closed()
         if part.closes_position:
             self.risk.record_trade(fill.symbol, fill.qty, part.entry_price, fill.price, part.position_pnl, "buy")
+
+    def alert(self, kind: str, title: str, detail: dict) -> None:
+        """Something a person must know: a ``session_events`` row (job ``alert``) and, where
+        configured, a webhook post and/or an email (``alerts.Alerter``; it never raises)."""
+        from tradenova_dagster.alerts import Alert
+
+        self.record("alert", kind, {"title": title, **detail})
+        if self.alerts is not None:
+            self.alerts.send(Alert(kind, self.account, title, json.loads(json.dumps(detail, default=str))))
 
     def record(self, job: str, kind: str, detail: dict) -> None:
         """One row in ``session_events``: what a job did, for the UI, the report and people."""

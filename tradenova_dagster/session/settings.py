@@ -27,6 +27,8 @@ class SessionSettings:
     exit_retries: int = 3  # a failed exit is tried again at most this many times ...
     exit_backoff_bars: int = 2  # ... this many bars apart, then an alert
     persist_every_bar: bool = False  # live, paper and paced replays: commit each bar; else once at the end
+    poll_seconds: float = 5.0  # live: how often the feed asks for new bars
+    stale_after_minutes: int = 3  # live: no new bar for this long -> a stale feed (exits only, an alert)
 
     def __post_init__(self) -> None:
         for name in ("contracts", "entry_timeout_bars", "exit_backoff_bars"):
