@@ -232,12 +232,16 @@ def reporting_schedule(context: dg.ScheduleEvaluationContext):
 )
 def monitor_schedule(context: dg.ScheduleEvaluationContext):
     """Every 5 minutes of the regular session; stopped unless TRADENOVA_AUTOSTART=1."""
+    return _every_monitor_tick(context, "monitor_job", "monitor", "monitor")
+
+
+def _every_monitor_tick(context: dg.ScheduleEvaluationContext, job_name: str, op_name: str, key: str):
+    """A run of ``job_name`` for the trading account at each monitor tick of a trading day."""
     tick, skip = _due(Event.MONITOR, context)
     if skip:
         return skip
     day, account = tick.date().isoformat(), trading_account()
-    return _op_request("monitor_job", "monitor", f"monitor-{tick:%Y-%m-%dT%H:%M}-{account}", {"account": account},
-                       day)
+    return _op_request(job_name, op_name, f"{key}-{tick:%Y-%m-%dT%H:%M}-{account}", {"account": account}, day)
 
 
 @dg.schedule(
@@ -248,12 +252,7 @@ def monitor_schedule(context: dg.ScheduleEvaluationContext):
 )
 def live_account_schedule(context: dg.ScheduleEvaluationContext):
     """With the monitor; stopped unless TRADENOVA_AUTOSTART=1."""
-    tick, skip = _due(Event.MONITOR, context)
-    if skip:
-        return skip
-    day, account = tick.date().isoformat(), trading_account()
-    return _op_request("live_account_job", "live_account", f"live-account-{tick:%Y-%m-%dT%H:%M}-{account}",
-                       {"account": account}, day)
+    return _every_monitor_tick(context, "live_account_job", "live_account", "live-account")
 
 
 @dg.schedule(

@@ -16,6 +16,7 @@ import types
 
 import dagster as dg
 import pytest
+from process_helpers import LineProcess
 
 from broker_helpers import MONDAY_OPEN, StepClock
 from conftest import REPO_ROOT
@@ -143,26 +144,11 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-class Holder:
+class Holder(LineProcess):
     """A real process holding an account's lease until told to release it (or killed)."""
 
     def __init__(self, account: str, run_id: str, job: str = "session"):
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, account, run_id, job], cwd=REPO_ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.expect("held")
-
-    def expect(self, word: str) -> None:
-        line = self.proc.stdout.readline().strip()
-        assert line == word, f"holder said {line!r}, expected {word!r} (exit {self.proc.poll()})"
-
-    def say(self, word: str) -> None:
-        self.proc.stdin.write(word + "\n")
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
+        super().__init__(HOLDER, account, run_id, job)
 
 
 @pytest.fixture

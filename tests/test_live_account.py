@@ -2,18 +2,16 @@
 lease holder publishes (``tradenova_dagster.ledger.view``)."""
 
 import json
-import subprocess
-import sys
 import textwrap
 import threading
 
 import dagster as dg
 import pandas as pd
 import pytest
+from process_helpers import LineProcess
 
 from assets.account import CHECK, live_account
 from broker_helpers import StepClock, bar, call_symbol
-from conftest import REPO_ROOT
 from fake_alpaca_trading import API_KEY, SECRET_KEY, FakeAlpacaTrading
 from resources.broker import BrokerResource
 from resources.store import StoreResource
@@ -209,26 +207,11 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-class Holder:
+class Holder(LineProcess):
     """A real session-like process: the account's lease and its ledger file, held."""
 
     def __init__(self, account: str, run_id: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, account, run_id], cwd=REPO_ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.expect("held")
-
-    def expect(self, word):
-        line = self.proc.stdout.readline().strip()
-        assert line == word, f"holder said {line!r}, expected {word!r} (exit {self.proc.poll()})"
-
-    def say(self, word):
-        self.proc.stdin.write(word + "\n")
-        self.proc.stdin.flush()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
+        super().__init__(HOLDER, account, run_id)
 
 
 @pytest.fixture
