@@ -98,3 +98,41 @@ def test_tradenova_status_shows_the_switch_the_model_and_the_day(tradenova_home,
     assert f"home:           {tradenova_home}" in out
     assert "status test" in out and f"promoted model: {record.model_id}" in out
     assert "last day stored 2026-11-20" in out
+
+
+def test_tradenova_backtest_takes_its_data_source_from_the_environment(tradenova_home, store, shared_data,
+                                                                       monkeypatch, capsys):
+    """The README's TRADENOVA_DATA_SOURCE / TRADENOVA_DATA_DIR reach `tradenova backtest`, and
+    the output names the data it ran on (it used to run synthetic data silently)."""
+    from session_helpers import crafted_model
+    from tradenova_dagster.cli import main
+
+    record = crafted_model(store, promote=False)
+    monkeypatch.setenv("TRADENOVA_DATA_SOURCE", "file")
+    monkeypatch.setenv("TRADENOVA_DATA_DIR", str(shared_data))
+    assert main(["backtest", "--start", "2023-01-03", "--end", "2023-01-03", "--model", str(record.path),
+                 "--id", "env-source", "--no-progress"]) == 0
+    assert f"data FileMarketData({str(shared_data)!r})" in capsys.readouterr().out
+
+
+def test_tradenova_ui_finds_dagster_beside_its_own_python_without_a_path(monkeypatch):
+    import sys
+    from pathlib import Path
+
+    from tradenova_dagster.commands import _dagster_executable
+
+    monkeypatch.setenv("PATH", "")  # a virtual environment that was never activated
+    assert Path(_dagster_executable()) == Path(sys.executable).parent / "dagster"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--start", "2026-11-18", "--end", "2099-01-02"], "--end 2099-01-02 has not happened yet"),
+    (["--start", "2026-11-20", "--end", "2026-11-18"], "--start 2026-11-20 is after --end 2026-11-18"),
+    (["--start", "2026-11-31", "--end", "2026-12-01"], "--start"),
+    (["--start", "2026-11-18", "--end", "2026-11-20"], "tradenova train --agent ppo --promote"),  # no model
+])
+def test_tradenova_backtest_refuses_bad_dates_and_a_missing_model_with_a_clear_error(argv, message, capsys):
+    from tradenova_dagster.cli import main
+
+    assert main(["backtest", *argv, "--no-progress"]) == 1
+    assert message in capsys.readouterr().err

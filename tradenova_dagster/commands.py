@@ -29,8 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backtest.add_argument("--end", required=True, help="last day YYYY-MM-DD")
     backtest.add_argument("--model", default="", help="model folder (default: the promoted model)")
     backtest.add_argument("--id", default="", help="backtest id (default: cli-<start>-<end>)")
-    backtest.add_argument("--source", default="synthetic", choices=["synthetic", "file"])
-    backtest.add_argument("--data-dir", help="folder of bar files for --source file")
+    backtest.add_argument("--source", default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
+                          choices=["synthetic", "file", "alpaca"],
+                          help="market data (default: $TRADENOVA_DATA_SOURCE, else synthetic)")
+    backtest.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"),
+                          help="folder of bar files for --source file (default: $TRADENOVA_DATA_DIR)")
     backtest.add_argument("--no-progress", action="store_true")
     backtest.set_defaults(func=_backtest)
 
@@ -61,9 +64,24 @@ def _ui(args: argparse.Namespace) -> None:
     from tradenova_dagster import config
 
     config.use_dagster_home()
-    command = ["dagster", "dev", "-m", "tradenova_dagster.definitions", "-h", args.host, "-p", str(args.port)]
+    command = [_dagster_executable(), "dev", "-m", "tradenova_dagster.definitions", "-h", args.host,
+               "-p", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n$ {' '.join(command)}", file=sys.stderr)
-    os.execvp(command[0], command)  # replaces this process; raises OSError if dagster is missing
+    os.execv(command[0], command)  # replaces this process
+
+
+def _dagster_executable() -> str:
+    """The ``dagster`` installed with this TradeNova (beside its Python), so that the command
+    works without an activated virtual environment; else the one on PATH."""
+    import shutil
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "dagster"
+    found = str(beside) if beside.exists() else shutil.which("dagster")
+    if found is None:
+        raise RuntimeError(f"no dagster command beside {sys.executable} nor on PATH: "
+                           'install TradeNova with pip install -e ".[dev]" in this environment')
+    return found
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -76,11 +94,21 @@ def _backtest(args: argparse.Namespace) -> int:
     from tradenova_dagster.rl import SignalModel
     from tradenova_dagster.session.day import backtest_account, backtest_day
 
-    days = calendar.trading_days(args.start, args.end)
+    start, end = calendar.as_date(args.start, "--start"), calendar.as_date(args.end, "--end")
+    last = calendar.last_completed_session()
+    if end > last:
+        raise ValueError(f"--end {end} has not happened yet: the last completed session is {last}")
+    if start > end:
+        raise ValueError(f"--start {start} is after --end {end}")
+    days = calendar.trading_days(start, end)
     if not days:
-        raise ValueError(f"no trading day from {args.start} to {args.end}")
+        raise ValueError(f"no trading day from {start} to {end}")
     store = shared_store()
-    signal = SignalModel.load(args.model) if args.model else SignalModel.promoted("SPY", store=store)
+    try:
+        signal = SignalModel.load(args.model) if args.model else SignalModel.promoted("SPY", store=store)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: train and promote one (tradenova train --agent ppo --promote), "
+                         "or pass --model PATH") from None
     source = get_source(args.source, **({"data_dir": args.data_dir} if args.source == "file" else {}))
     backtest_id = args.id or f"cli-{days[0]:%Y%m%d}-{days[-1]:%Y%m%d}"
     pnl = trades = 0
@@ -94,7 +122,8 @@ def _backtest(args: argparse.Namespace) -> int:
     metrics = MetricsTracker(account=account).calculate_metrics(
         lookback_days=len(days) * 2, as_of=days[-1])
     sharpe = metrics["sharpe_ratio"]
-    print(f"backtest {account}: {len(days)} days {days[0]} .. {days[-1]}, model {signal.model_id}")
+    print(f"backtest {account}: {len(days)} days {days[0]} .. {days[-1]}, model {signal.model_id}, "
+          f"data {source!r}")
     print(f"  trades {metrics['num_trades']}, P&L {metrics['total_pnl']:+,.2f}, win rate "
           f"{(metrics['win_rate'] or 0):.0%}, Sharpe {'undefined' if sharpe is None else f'{sharpe:.2f}'}, "
           f"max drawdown {(metrics['max_drawdown'] or 0):.2%}")

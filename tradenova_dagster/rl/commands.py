@@ -7,6 +7,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,8 +30,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-days", type=int, default=60, help="sessions to train on (default 60)")
     parser.add_argument("--eval-days", type=int, default=20, help="held-out sessions after them (default 20)")
     parser.add_argument("--end", help="last evaluation session YYYY-MM-DD (default: the last completed one)")
-    parser.add_argument("--source", choices=("synthetic", "file", "alpaca"), default="synthetic")
-    parser.add_argument("--data-dir", help="folder of CSV/Parquet bars for --source file")
+    parser.add_argument("--source", choices=("synthetic", "file", "alpaca"),
+                        default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
+                        help="market data (default: $TRADENOVA_DATA_SOURCE, else synthetic)")
+    parser.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"),
+                        help="folder of CSV/Parquet bars for --source file (default: $TRADENOVA_DATA_DIR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--promote", action="store_true", help="promote the model if it passes its evaluation")
 
