@@ -18,6 +18,14 @@ acted on or ``after`` it (the order then exists, but the client does not hear so
 - ``duplicate_422``: Alpaca's "client_order_id must be unique" reply;
 - ``not_json``: HTTP 200 with a body that is not JSON;
 - ``unknown_enum``: the reply's order carries a status and type alpaca-py does not know.
+
+A shared clock (end-to-end paper days): given ``clock`` (e.g. the ``ShiftedClock`` the
+session process runs on) the SimBroker runs on it, and before each request it is fed the
+synthetic bars of ``symbol`` that have completed by the clock's now (``catch_up``), so an
+order sent after bar t fills on bar t+1's prices. Given ``market`` (a ``FakeAlpacaData``
+on the same clock), ``GET /v2/stocks/bars`` is served too, so one URL serves the Trading
+API and every Market Data endpoint the project uses, with faults injectable on both.
+Without them (the default) the test drives the SimBroker by hand, as before.
 """
 
 from __future__ import annotations
@@ -66,8 +74,19 @@ class Fault:
 
 
 class FakeAlpacaTrading:
-    def __init__(self, sim: SimBroker, hang_s: float = 1.0, page_size: int = 25):
+    def __init__(self, sim: SimBroker, hang_s: float = 1.0, page_size: int = 25, clock=None, market=None,
+                 symbol: str = "SPY"):
         self.sim = sim
+        self.clock = clock
+        self.market = market
+        self.symbol = symbol
+        self.fed: list[pd.Timestamp] = []  # the bars fed to the SimBroker (their starts)
+        self._fed_day = None
+        self._day_bars = None
+        self._day_vix = None
+        self._market_lock = threading.RLock()
+        if clock is not None:
+            sim.clock = clock
         self.hang_s = hang_s
         self.page_size = page_size
         self.log: list[dict] = []
@@ -122,6 +141,41 @@ class FakeAlpacaTrading:
 
     def requests_to(self, method: str, path: str) -> int:
         return sum(1 for entry in self.log if entry["method"] == method and entry["path"] == path)
+
+    def catch_up(self) -> int:
+        """Feed the SimBroker the bars of ``symbol`` completed by the clock's now (none
+        without a clock); returns how many it fed."""
+        if self.clock is None:
+            return 0
+        from tradenova_dagster.market import calendar
+        from tradenova_dagster.market.synthetic import SyntheticMarketData
+
+        with self._market_lock:
+            now = pd.Timestamp(self.clock.now()).tz_convert("UTC")
+            day = now.tz_convert(calendar.NEW_YORK).date()
+            if day != self._fed_day:
+                self._fed_day = day
+                source = SyntheticMarketData()
+                self._day_bars = source.bars(self.symbol, day) if calendar.is_trading_day(day) else None
+                vix = source.vix_history(day, day)
+                self._day_vix = float(vix.iloc[-1]) if len(vix) else None
+            if self._day_bars is None:
+                return 0
+            last = self.fed[-1] if self.fed else None
+            bars = self._day_bars
+            due = bars[(bars["timestamp"] + pd.Timedelta(minutes=1) <= now)
+                       & ((bars["timestamp"] > last) if last is not None else True)]
+            for row in due.itertuples():
+                self.sim.on_bar(row.timestamp, self.symbol,
+                                {"open": row.open, "high": row.high, "low": row.low, "close": row.close},
+                                vix=self._day_vix)
+                self.fed.append(row.timestamp)
+            return len(due)
+
+    def client_order_ids(self) -> list[str]:
+        """Every top-level order's client_order_id at the broker, in order of arrival."""
+        orders = [o for o in self.sim.list_orders(status="all", limit=100_000) if o.parent_id is None]
+        return [o.client_order_id for o in sorted(orders, key=lambda o: (o.created_at, o.id))]
 
     # ------------------------------------------------------------------ JSON shapes
 
@@ -249,8 +303,17 @@ class FakeAlpacaTrading:
 
     def route(self, method: str, path: str, query: dict, body: dict | None):
         """(status, payload) for one request; BrokerErrors become Alpaca's error replies."""
+        if self.clock is not None:
+            with self._market_lock:  # one request at a time on a shared clock: the market moves in order
+                self.catch_up()
+                return self._route(method, path, query, body)
+        return self._route(method, path, query, body)
+
+    def _route(self, method: str, path: str, query: dict, body: dict | None):
         sim = self.sim
         try:
+            if path == "/v2/stocks/bars" and method == "GET" and self.market is not None:
+                return self.market.bars_reply(query)
             if path == "/v2/account" and method == "GET":
                 return 200, self.account_json()
             if path == "/v2/clock" and method == "GET":

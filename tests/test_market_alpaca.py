@@ -43,3 +43,21 @@ def test_errors_are_clear(fake_data):
     wrong = get_source("alpaca", api_key="other", secret_key=SECRET_KEY, url_override=fake_data.url)
     with pytest.raises(MarketDataError, match="HTTP 401"):
         wrong.bars("SPY", "2026-11-20")
+
+
+@pytest.mark.timeout(60)  # without a request timeout this would hang for ever
+def test_a_data_server_that_never_answers_fails_the_request_instead_of_hanging_the_session():
+    import socket
+
+    from tradenova_dagster.market.alpaca_data import AlpacaMarketData
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never replies
+    try:
+        source = AlpacaMarketData("key", "secret", url_override=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                  timeout_s=0.3)
+        with pytest.raises(Exception, match="(?i)timed? ?out"):
+            source.bars("SPY", "2026-11-20")
+    finally:
+        silent.close()

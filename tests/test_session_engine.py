@@ -48,12 +48,19 @@ class Faulty:
         self.lose_next_reply = False  # the next order lands, but its reply (and lookups this bar) fail
         self.lookups_fail_at = None
         self.quotes_fail = False  # every quote request fails (a data outage)
+        self.late_buys = 0  # this many buys time out and reach the broker only ``late_by`` minutes later
+        self.late_by = 3
+        self._held_back: list = []
         self.submitted: list[Order] = []
 
     def __getattr__(self, name):
         return getattr(self.sim, name)
 
     def submit_order(self, order):
+        if order.side is Side.BUY and self.late_buys > 0:  # a proxy holds the request, then delivers it
+            self.late_buys -= 1
+            self._held_back.append((pd.Timestamp(self.sim.market_time) + pd.Timedelta(minutes=self.late_by), order))
+            raise TransientBrokerError("read timed out", kind="timeout", maybe_sent=True)
         if order.side is Side.BUY and self.reject_buys:
             raise BrokerRejected("insufficient options buying power", 403, 40310000)
         if order.side is Side.SELL and self.reject_sells > 0:
@@ -65,6 +72,16 @@ class Faulty:
             self.lose_next_reply, self.lookups_fail_at = False, self.sim.market_time
             raise TransientBrokerError("read timed out", kind="timeout", maybe_sent=True)
         return placed
+
+    def deliver_due(self, timestamp):
+        """The held-back requests whose time has come reach the broker (call at each bar)."""
+        due = [o for at, o in self._held_back if pd.Timestamp(timestamp) >= at]
+        self._held_back = [(at, o) for at, o in self._held_back if pd.Timestamp(timestamp) < at]
+        for order in due:
+            try:
+                self.sim.submit_order(order)
+            except BrokerRejected:
+                pass  # the same client_order_id was sent again meanwhile: the broker refuses the copy
 
     def get_quote(self, symbol):
         if self.quotes_fail:
@@ -476,3 +493,26 @@ def test_alerts_reach_a_webhook_once_per_cause(store):
     assert "insufficient options buying power" in received[0]["detail"]["error"]
     rows = runtime.store.query("SELECT kind FROM session_events WHERE job = 'alert' ORDER BY ts")
     assert [k for (k,) in rows] == kinds  # each one recorded too
+
+
+def test_an_order_that_arrives_after_the_broker_said_it_never_got_it_is_adopted_and_flattened(store):
+    """A timed-out entry the broker first does not know (so the ledger records it as never
+    received), then takes minutes later: its position is adopted from the broker, under the
+    stop, and the day still ends flat."""
+    runtime = _runtime(store)
+    market = runtime.sim.on_bar
+
+    def on_bar(timestamp, *args, **kwargs):  # each new bar, the proxy delivers what it held back
+        runtime.broker.deliver_due(timestamp)
+        return market(timestamp, *args, **kwargs)
+
+    runtime.sim.on_bar = on_bar
+    runtime.broker.late_buys = runtime.executor.max_attempts  # every retry of the entry is held back
+    report = _run(runtime, lambda i: Decision.BUY_CALL if i < 1 else Decision.FLAT)  # decided once, not again
+    orders = _orders(runtime)
+    entry = orders[orders["intent"] == "entry"].iloc[0]
+    assert entry["status"] == "rejected"  # the broker's first answer: never received
+    assert runtime.broker.get_order_by_client_id(entry["client_order_id"]).filled_qty == 1  # ...yet it filled
+    reasons = runtime.store.query("SELECT reason, side FROM fills WHERE account = ? ORDER BY seq", [runtime.account])
+    assert reasons[0] == ("reconcile", "buy")  # adopted from the broker's word
+    assert report.flat and runtime.sim.get_positions() == []  # and flat at the end of the day

@@ -89,7 +89,7 @@ def require_live_opt_in() -> None:
         )
 
 
-class _TimeoutSession(requests.Session):
+class TimeoutSession(requests.Session):
     """A requests Session that never waits forever (alpaca-py passes no timeout)."""
 
     def __init__(self, timeout_s: float):
@@ -103,7 +103,7 @@ class _TimeoutSession(requests.Session):
 
 def harden(client: Any, timeout_s: float) -> Any:
     """Give an alpaca-py REST client a timeout and switch off its own retries."""
-    client._session = _TimeoutSession(timeout_s)
+    client._session = TimeoutSession(timeout_s)
     client._retry = 0
     client._retry_codes = []
     return client

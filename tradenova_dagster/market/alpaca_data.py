@@ -33,6 +33,7 @@ class AlpacaMarketData(MarketDataSource):
         feed: str = "iex",
         url_override: str | None = None,
         vix_file: str | None = None,
+        timeout_s: float = 10.0,
     ):
         if not api_key or not secret_key:
             raise MarketDataError(
@@ -47,7 +48,12 @@ class AlpacaMarketData(MarketDataSource):
         except ValueError:
             choices = ", ".join(f.value for f in DataFeed)
             raise MarketDataError(f"market_data.feed: unknown value {feed!r}; expected one of {choices}") from None
+        from tradenova_dagster.broker.alpaca import TimeoutSession
+
         self._client = StockHistoricalDataClient(api_key, secret_key, url_override=url_override)
+        # A bars request that never answers must not hang a session: a timeout on every
+        # request (alpaca-py's own retries on 429/5xx stay; the live feed polls again anyway).
+        self._client._session = TimeoutSession(timeout_s)
         self._vix_file = vix_file
 
     def __repr__(self) -> str:  # never show the keys

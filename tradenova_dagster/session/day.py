@@ -22,7 +22,7 @@ from tradenova_dagster.market.bars_store import bars_for_day, quality_verdict
 from tradenova_dagster.market.context import MarketContext, compute_context, load_context, save_context
 from tradenova_dagster.market.data import MarketDataError
 from tradenova_dagster.store import Store
-from tradenova_dagster.session.clock import PacedClock, SimulatedClock, WallClock
+from tradenova_dagster.session.clock import PacedClock, SimulatedClock, live_clock
 from tradenova_dagster.session.engine import SessionReport, SessionSettings, TradingSession
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
 from tradenova_dagster.session.runtime import Runtime
@@ -133,7 +133,7 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
         clock = clock or (PacedClock(open_, pace_s) if pace_s > 0 else SimulatedClock(open_))
         feed = ReplayFeed(bars, clock)
     elif mode == "live":
-        clock = clock or WallClock()
+        clock = clock or live_clock()
         started = pd.Timestamp(clock.now())
         if started >= close:
             return _after_the_close(runtime, day, started, close)

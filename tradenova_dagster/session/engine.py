@@ -142,6 +142,7 @@ class TradingSession(OrderFlow):
             prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
             self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=self.context.vix)
         self._poll_orders(tick.end)
+        self._adopt_strays(tick)
         equity = self._mark_to_market(tick)
         if self.report.start_equity is None:
             self.report.start_equity = equity
@@ -272,6 +273,17 @@ class TradingSession(OrderFlow):
         self.rt.book_exit(fill, part, flight.reason, self.agent, self.settings.symbol, flight.levels, remaining)
         if part.closes_position:
             self._exit_failures.pop(symbol, None)
+
+    def _adopt_strays(self, tick: BarTick) -> None:
+        """A position of ours at the broker that the ledger does not know, with no order of
+        ours in flight for it (an order the broker said it never got, then took late): the
+        broker's word is booked as a ``reconcile`` fill, so the stop and the flatten cover it."""
+        busy = {flight.symbol for flight in self._in_flight.values()}
+        strays = reconcile_positions(self.rt, self.ledger, lambda s: self._ours(s) and s not in busy,
+                                     tick.end.to_pydatetime())
+        for fill, part in strays:
+            self._on_fill(InFlight("", None, fill.symbol, Side.SELL, "reconcile", "closed outside this session"),
+                          fill, part)
 
     def _mark_to_market(self, tick: BarTick) -> float:
         account = self.rt.broker.get_account()
