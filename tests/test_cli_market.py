@@ -112,7 +112,7 @@ def test_tradenova_backtest_takes_its_data_source_from_the_environment(tradenova
     monkeypatch.setenv("TRADENOVA_DATA_DIR", str(shared_data))
     assert main(["backtest", "--start", "2023-01-03", "--end", "2023-01-03", "--model", str(record.path),
                  "--id", "env-source", "--no-progress"]) == 0
-    assert f"data FileMarketData({str(shared_data)!r})" in capsys.readouterr().out
+    assert f"data FileMarketData({str(shared_data.resolve())!r})" in capsys.readouterr().out
 
 
 def test_tradenova_ui_finds_dagster_beside_its_own_python_without_a_path(monkeypatch):
