@@ -118,14 +118,12 @@ class AccountLease:
 
     def acquire(self) -> "AccountLease":
         deadline = time.monotonic() + self.wait_s
-        first_holder: LeaseHolder | None = None
         while True:
             try:
                 self._lock.acquire(timeout=0)
                 break
             except Timeout:
                 holder = _read_holder(self.account)
-                first_holder = first_holder or holder
                 session_holds = holder is not None and holder.job == SESSION and self.job == SESSION
                 if session_holds or time.monotonic() >= deadline:
                     who = holder.describe() if holder else "another run (it has not written its name yet)"

@@ -399,7 +399,12 @@ class AdvancedRiskManager:
         account's ledger, their one owner) from now on; ``record_trade`` then only tells
         risk to look again. Standalone (the seed's usage) the manager tallies them itself."""
         self._book = book
-        self._commit(lambda s, events: (self._from_ledger(s, events), self._halt_if_breached(s, events)))
+
+        def mutate(s: RiskState, events: list[RiskEvent]) -> None:
+            self._from_ledger(s, events)
+            self._halt_if_breached(s, events)
+
+        self._commit(mutate)
         return self._level()
 
     def set_positions(self, positions: Mapping[str, float] | Iterable[Position]) -> None:

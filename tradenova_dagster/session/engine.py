@@ -142,8 +142,9 @@ class TradingSession(OrderFlow):
             prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
             self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=self.context.vix)
         self._poll_orders(tick.end)
-        self._adopt_strays(tick)
-        equity = self._mark_to_market(tick)
+        positions = self.rt.broker.get_positions()  # once a bar: strays and the mark read the same answer
+        self._adopt_strays(tick, positions)
+        equity = self._mark_to_market(tick, positions)
         if self.report.start_equity is None:
             self.report.start_equity = equity
         signal = None
@@ -274,20 +275,19 @@ class TradingSession(OrderFlow):
         if part.closes_position:
             self._exit_failures.pop(symbol, None)
 
-    def _adopt_strays(self, tick: BarTick) -> None:
+    def _adopt_strays(self, tick: BarTick, positions) -> None:
         """A position of ours at the broker that the ledger does not know, with no order of
         ours in flight for it (an order the broker said it never got, then took late): the
         broker's word is booked as a ``reconcile`` fill, so the stop and the flatten cover it."""
         busy = {flight.symbol for flight in self._in_flight.values()}
         strays = reconcile_positions(self.rt, self.ledger, lambda s: self._ours(s) and s not in busy,
-                                     tick.end.to_pydatetime())
+                                     tick.end.to_pydatetime(), positions)
         for fill, part in strays:
             self._on_fill(InFlight("", None, fill.symbol, Side.SELL, "reconcile", "closed outside this session"),
                           fill, part)
 
-    def _mark_to_market(self, tick: BarTick) -> float:
+    def _mark_to_market(self, tick: BarTick, positions) -> float:
         account = self.rt.broker.get_account()
-        positions = self.rt.broker.get_positions()
         value = sum(p.market_value for p in positions)
         self.rt.risk.update_equity(account.equity, self._unrealized(positions))
         self.rt.records.record_equity(tick.end.to_pydatetime(), account.equity, account.cash, value)

@@ -35,12 +35,14 @@ def replay_history(signal, runtime: Runtime, day, symbol: str, history: pd.DataF
         signal.predictions[:] = kept  # warm-up predictions are not new predictions
 
 
-def reconcile_positions(runtime: Runtime, ledger: AccountLedger, ours, now: datetime
+def reconcile_positions(runtime: Runtime, ledger: AccountLedger, ours, now: datetime, positions=None
                         ) -> list[tuple[LedgerFill, ClosedPart]]:
     """Where the broker and the ledger still disagree on a position of ours (``ours(symbol)``),
     the broker holds the truth: record the difference as a ``reconcile`` fill, with a
-    ``session_events`` row. Returns what those fills closed."""
-    held = {p.symbol: p for p in runtime.broker.get_positions() if ours(p.symbol)}
+    ``session_events`` row. Returns what those fills closed. ``positions``: the broker's,
+    when the caller already asked for them this bar."""
+    positions = runtime.broker.get_positions() if positions is None else positions
+    held = {p.symbol: p for p in positions if ours(p.symbol)}
     closed = []
     for symbol in sorted(set(held) | {s for s in ledger.book.positions if ours(s)}):
         broker_qty = float(held[symbol].qty) if symbol in held else 0.0
