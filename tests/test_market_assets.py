@@ -38,8 +38,8 @@ def test_materialising_a_day_stores_bars_checks_and_context(store, resources):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {name: True for name in checks} and len(checks) == 5
     assert _bar_count(store, "2026-11-20") == 390
-    assert quality_verdict(store, "SPY", partition_day("2026-11-20")) == (True, "[]")
-    ctx = load_context(store, "2026-11-20")
+    assert quality_verdict(store, "SPY", partition_day("2026-11-20"), "synthetic") == (True, "[]")
+    ctx = load_context(store, "2026-11-20", "synthetic")
     assert 9 <= ctx.vix <= 80 and 0 <= ctx.iv_rank <= 100 and 0 < ctx.realized_vol < 1
     meta = result.asset_materializations_for_node("market_bars")[0].metadata
     assert meta["rows"].value == 390 and meta["source"].value == "synthetic"
@@ -54,7 +54,7 @@ def test_rematerialising_replaces_and_never_duplicates(store, resources):
 def test_multiple_symbols_and_the_stored_bars_round_trip(store, resources):
     run_config = {"ops": {"market_bars": {"config": {"symbols": ["SPY", "QQQ"]}}}}
     assert dg.materialize([market_bars], partition_key="2026-11-19", resources=resources, run_config=run_config).success
-    stored = load_stored_bars(store, "QQQ", partition_day("2026-11-19"))
+    stored = load_stored_bars(store, "QQQ", partition_day("2026-11-19"), "synthetic")
     assert len(stored) == 390 and str(stored["timestamp"].dt.tz) == "UTC"
 
 
@@ -82,7 +82,7 @@ def test_a_failed_check_blocks_downstream_assets_and_marks_the_day(store, tmp_pa
     assert checks["bar_count_matches_session"].passed
     assert not result.success
     assert result.asset_materializations_for_node("consumer") == []
-    passed, failures = quality_verdict(store, "ABC", partition_day("2026-11-20"))
+    passed, failures = quality_verdict(store, "ABC", partition_day("2026-11-20"), "file")
     assert not passed and json.loads(failures)[0]["check"] == "no_nan"
 
 
@@ -95,7 +95,7 @@ def test_a_few_missing_minutes_warn_without_blocking(store, tmp_path):
                             run_config={"ops": {"market_bars": {"config": {"symbols": ["ABC"]}}}})
     count = next(e for e in result.get_asset_check_evaluations() if e.check_name == "bar_count_matches_session")
     assert result.success and not count.passed and count.severity == dg.AssetCheckSeverity.WARN
-    assert quality_verdict(store, "ABC", partition_day("2026-11-20"))[0] is True
+    assert quality_verdict(store, "ABC", partition_day("2026-11-20"), "file")[0] is True
 
 
 def test_one_unknown_symbol_writes_nothing(store, tmp_path):

@@ -216,7 +216,7 @@ def test_an_option_that_expired_while_held_settles_at_intrinsic_value(store):
     ledger = AccountLedger(runtime.store, runtime.account)
     ledger.record_fill(LedgerFill("f-old", contract, Side.BUY, 2, 3.0, 1.3, pd.Timestamp("2026-11-18 15:00Z")))
     store.execute("INSERT INTO market_bars (symbol, day, ts, open, high, low, close, volume, source) VALUES "
-                  "('SPY', '2026-11-19', '2026-11-19 20:59Z', 600, 601, 599, 596.5, 10, 'test')")
+                  "('SPY', '2026-11-19', '2026-11-19 20:59Z', 600, 601, 599, 596.5, 10, 'synthetic')")
     _run(runtime, lambda i: Decision.FLAT)
     fill = runtime.store.query("SELECT price, qty, reason FROM fills WHERE account = ? AND side = 'sell'", [runtime.account])
     assert fill == [(6.5, 2.0, "expiry")]

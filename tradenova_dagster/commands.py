@@ -141,7 +141,8 @@ def _status(args: argparse.Namespace) -> int:
     store = shared_store()
     switch = KillSwitch(store, account=args.account).state()
     model = registry.promoted_model("SPY", args.account, store)
-    last = store.query("SELECT max(day) FROM market_bars")[0][0]
+    last = ", ".join(f"{day} ({source})" for source, day in
+                     store.query("SELECT source, max(day) FROM market_bars GROUP BY source ORDER BY source"))
     holder = lease_holder(args.account)
     events = []
     if holder is None and ledger_path(args.account).exists():  # a held ledger is the session's until it ends

@@ -1,7 +1,10 @@
-"""Market bars and market context in DuckDB: save idempotently, read back, fetch if missing.
+"""Market bars in DuckDB: save idempotently, read back, fetch if missing.
 
-Saving a (symbol, day) replaces what was there in one transaction, so re-materialising a
-partition never duplicates rows and a failure leaves the previous version intact.
+Bars are (source, symbol, day) facts: a day stored from the synthetic source never serves
+a backtest on the real file data or Alpaca, and each source's day has its own quality
+verdict. Saving a (source, symbol, day) replaces what was there in one transaction, so
+re-materialising a partition never duplicates rows and a failure leaves the previous
+version intact.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ def save_day(
     source: str,
     outcomes_by_symbol: dict[str, list[CheckOutcome]] | None = None,
 ) -> int:
-    """Replace the stored bars (and quality verdicts) of ``day`` for these symbols.
+    """Replace the stored bars (and quality verdicts) of ``day`` from ``source`` for these symbols.
 
     One transaction for all symbols: either the whole day lands or nothing changes.
     Duplicate timestamps are stored once (the first), since the quality check has
@@ -37,7 +40,7 @@ def save_day(
             frame.insert(0, "symbol", symbol)
             frame.insert(1, "day", day)
             frame["source"] = source
-            con.execute("DELETE FROM market_bars WHERE symbol = ? AND day = ?", [symbol, day])
+            con.execute("DELETE FROM market_bars WHERE source = ? AND symbol = ? AND day = ?", [source, symbol, day])
             con.register("incoming_bars", frame)
             con.execute(
                 "INSERT INTO market_bars (symbol, day, ts, open, high, low, close, volume, source) "
@@ -47,34 +50,37 @@ def save_day(
             stored += len(frame)
             if symbol in outcomes_by_symbol:
                 outcomes = outcomes_by_symbol[symbol]
-                con.execute("DELETE FROM market_bars_quality WHERE symbol = ? AND day = ?", [symbol, day])
+                con.execute("DELETE FROM market_bars_quality WHERE source = ? AND symbol = ? AND day = ?",
+                            [source, symbol, day])
                 con.execute(
-                    "INSERT INTO market_bars_quality (symbol, day, passed, failures) VALUES (?, ?, ?, ?)",
-                    [symbol, day, not blocking_failures(outcomes), failures_json(outcomes)],
+                    "INSERT INTO market_bars_quality (source, symbol, day, passed, failures) VALUES (?, ?, ?, ?, ?)",
+                    [source, symbol, day, not blocking_failures(outcomes), failures_json(outcomes)],
                 )
     return stored
 
 
-def quality_verdict(store: Store, symbol: str, day: date) -> tuple[bool, str] | None:
-    """(passed, failures JSON) of the stored bars of (symbol, day); None if never checked."""
+def quality_verdict(store: Store, symbol: str, day: date, source: str) -> tuple[bool, str] | None:
+    """(passed, failures JSON) of the stored bars of (source, symbol, day); None if never checked."""
     rows = store.query(
-        "SELECT passed, failures FROM market_bars_quality WHERE symbol = ? AND day = ?", [symbol.upper(), day]
+        "SELECT passed, failures FROM market_bars_quality WHERE source = ? AND symbol = ? AND day = ?",
+        [source, symbol.upper(), day],
     )
     return (bool(rows[0][0]), rows[0][1]) if rows else None
 
 
-def load_stored_bars(store: Store, symbol: str, day: date) -> pd.DataFrame:
-    """The stored bars of (symbol, day), empty if none were stored."""
+def load_stored_bars(store: Store, symbol: str, day: date, source: str) -> pd.DataFrame:
+    """The bars of (symbol, day) stored from ``source``, empty if none were stored."""
     df = store.query_df(
         "SELECT ts AS timestamp, open, high, low, close, volume FROM market_bars "
-        "WHERE symbol = ? AND day = ? ORDER BY ts",
-        [symbol, day],
+        "WHERE source = ? AND symbol = ? AND day = ? ORDER BY ts",
+        [source, symbol, day],
     )
     return finish_bars(df)
 
 
 def bars_for_day(store: Store, source: MarketDataSource, symbol: str, day) -> pd.DataFrame:
-    """Stored bars if the day was materialised, else fetched from ``source`` (not stored)."""
+    """The day's bars stored from ``source`` if it was materialised from it, else fetched
+    from ``source`` (not stored)."""
     day = calendar.require_trading_day(day)
-    stored = load_stored_bars(store, symbol.upper(), day)
+    stored = load_stored_bars(store, symbol.upper(), day, source.name)
     return stored if not stored.empty else source.bars(symbol, day)

@@ -63,8 +63,10 @@ def compute_context(source: MarketDataSource, day, underlying: str = "SPY") -> M
 
 
 def save_context(store: Store, ctx: MarketContext) -> None:
+    """Store a day's context as a fact of its source (``ctx.source``), replacing that
+    source's earlier one for the day."""
     with store.transaction() as con:
-        con.execute("DELETE FROM market_context WHERE day = ?", [ctx.day])
+        con.execute("DELETE FROM market_context WHERE source = ? AND day = ?", [ctx.source, ctx.day])
         con.execute(
             "INSERT INTO market_context (day, vix, iv_rank, realized_vol, underlying, underlying_close, source) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -72,10 +74,13 @@ def save_context(store: Store, ctx: MarketContext) -> None:
         )
 
 
-def load_context(store: Store, day) -> MarketContext | None:
+def load_context(store: Store, day, source: str) -> MarketContext | None:
+    """The context of ``day`` stored from ``source``; None if that source's was never stored
+    (another source's context is another market's: never used in its place)."""
     day = calendar.as_date(day)
     rows = store.query(
-        "SELECT day, vix, iv_rank, realized_vol, underlying, underlying_close, source FROM market_context WHERE day = ?",
-        [day],
+        "SELECT day, vix, iv_rank, realized_vol, underlying, underlying_close, source FROM market_context"
+        " WHERE source = ? AND day = ?",
+        [source, day],
     )
     return MarketContext(*rows[0]) if rows else None

@@ -33,7 +33,7 @@ def day_context(source: MarketDataSource, day, store: Store | None = None) -> Da
     sessions) — but from ``vix_history`` alone, which every source implements."""
     day = calendar.require_trading_day(day)
     if store is not None:
-        stored = load_context(store, day)
+        stored = load_context(store, day, source.name)
         if stored is not None:
             return DayContext(vix=float(stored.vix), iv_rank=float(stored.iv_rank))
     prev = calendar.previous_session(day)

@@ -91,19 +91,20 @@ def warmup(runtime: Runtime, day, source, underlying: str = "SPY", model_loader=
 
 
 def trading_context(store: Store, source, day: date, underlying: str = "SPY") -> MarketContext:
-    """Today's stored market context (the warmup's), or computed now if the warmup did not run."""
-    ctx = load_context(store, day)
+    """Today's market context stored from ``source`` (the warmup's), or computed now if the
+    warmup did not run on this source."""
+    ctx = load_context(store, day, source.name)
     if ctx is None:
         ctx = compute_context(source, day, underlying)
         save_context(store, ctx)
     return ctx
 
 
-def refuse_bad_data(store: Store, symbol: str, day: date) -> None:
+def refuse_bad_data(store: Store, symbol: str, day: date, source: str) -> None:
     """A day whose stored bars failed their quality checks is not traded (DESIGN.md §3)."""
-    verdict = quality_verdict(store, symbol, day)
+    verdict = quality_verdict(store, symbol, day, source)
     if verdict is not None and not verdict[0]:
-        raise ValueError(f"market_bars for {symbol} on {day} failed their quality checks ({verdict[1]}); "
+        raise ValueError(f"market_bars for {symbol} on {day} from {source} failed their quality checks ({verdict[1]}); "
                          "fix the data and re-materialise the partition before trading it")
 
 
@@ -120,7 +121,7 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     """
     day = calendar.require_trading_day(day, "date")
     settings = settings or SessionSettings()
-    refuse_bad_data(runtime.market, settings.symbol, day)
+    refuse_bad_data(runtime.market, settings.symbol, day, source.name)
     ctx = trading_context(runtime.market, source, day, settings.symbol)
     open_, close = calendar.session_open_close(day)
     resumed = last_committed_bar(runtime.store, runtime.account, day)

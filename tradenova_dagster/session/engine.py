@@ -238,7 +238,7 @@ class TradingSession(OrderFlow):
             replay_history(self.signal, self.rt, self.day, self.settings.symbol, self.history)
 
     def _underlying_close(self, symbol: str, day: date) -> float | None:
-        bars = load_stored_bars(self.rt.market, symbol, day)
+        bars = load_stored_bars(self.rt.market, symbol, day, self.context.source)
         return float(bars["close"].iloc[-1]) if len(bars) else None
 
     # ------------------------------------------------------------------ positions (from the ledger)
