@@ -114,7 +114,7 @@ def persisted(store, source, signal) -> None:
 
     before = [ledger.connects]
     session = TradingSession(day, runtime, signal=signal, context=trading_context(store, source, day), clock=clock,
-                             feed=Timed(bars, clock), settings=SessionSettings(persist_every_bar=True))
+                             feed=Timed(bars, clock), source=source.name, settings=SessionSettings(persist_every_bar=True))
     with ledger.hold():
         start_connects = ledger.connects
         report = session.run()

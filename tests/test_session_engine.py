@@ -516,3 +516,72 @@ def test_an_order_that_arrives_after_the_broker_said_it_never_got_it_is_adopted_
     reasons = runtime.store.query("SELECT reason, side FROM fills WHERE account = ? ORDER BY seq", [runtime.account])
     assert reasons[0] == ("reconcile", "buy")  # adopted from the broker's word
     assert report.flat and runtime.sim.get_positions() == []  # and flat at the end of the day
+
+
+class Outage:
+    """A source whose ``failing`` reads raise a connection error ``times`` times, then work."""
+
+    def __init__(self, source, failing, times=10**9):
+        self.source, self.failing, self.left = source, set(failing), times
+
+    def __getattr__(self, name):
+        read = getattr(self.source, name)
+        if name not in self.failing:
+            return read
+
+        def flaky(*args, **kwargs):
+            if self.left > 0:
+                self.left -= 1
+                raise ConnectionError(f"{name}: connection reset by peer")
+            return read(*args, **kwargs)
+        return flaky
+
+
+def _events(runtime, kind):
+    return runtime.store.query("SELECT job, detail FROM session_events WHERE account = ? AND kind = ?",
+                               [runtime.account, kind])
+
+
+def test_a_live_start_that_cannot_read_the_market_context_enters_nothing_yet_exits_and_flattens(store):
+    """Fail closed at the start: no VIX, no IV rank → no entry all day (the lockouts would
+    be guesses), but the position held from earlier is still managed and flattened."""
+    from tradenova_dagster.market import calendar
+
+    source = get_source("synthetic")
+    held = _run(_runtime(store, "blind", backtest=False), lambda i: Decision.BUY_CALL, source=FirstBars(source, 30))
+    assert held.entries >= 1 and not held.flat  # a call held when the feed ended
+    store.execute("DELETE FROM market_context")  # the warmup's context is gone; the source cannot give it
+    _, close = calendar.session_open_close(pd.Timestamp(DAY).date())
+    started = close - pd.Timedelta(minutes=25)
+    runtime = _runtime(store, "blind", backtest=False)
+    report, signal = _live(runtime, started, source=Outage(source, {"vix_history", "daily_closes"}))
+    assert signal.seen == 0 and report.flat
+    orders = _orders(runtime)
+    late = orders[pd.to_datetime(orders["decision_ts"], utc=True) > started]
+    assert len(late) and "entry" not in set(late["intent"]) and (late["status"] == "filled").all()  # exits only
+    reasons = [r for (r,) in runtime.store.query("SELECT reason FROM agent_decisions WHERE account = ? AND NOT allowed",
+                                                 [runtime.account])]
+    assert reasons and all("market context unavailable" in r and "connection reset" in r for r in reasons)
+    assert len(_events(runtime, "data_unavailable")) == 1
+
+
+def test_a_late_live_start_whose_missed_bars_cannot_be_read_enters_nothing(store):
+    from tradenova_dagster.market import calendar
+
+    _, close = calendar.session_open_close(pd.Timestamp(DAY).date())
+    runtime = _runtime(store)
+    report, signal = _live(runtime, close - pd.Timedelta(minutes=25),
+                           source=Outage(get_source("synthetic"), {"bars"}, times=trading_day.START_TRIES))
+    assert report.bars > 0 and signal.seen == 0 and _orders(runtime).empty  # the feed came back; no guess traded
+    assert "earlier bars unavailable" in _events(runtime, "data_unavailable")[0][1]
+
+
+def test_a_blip_at_a_live_start_is_retried_and_the_day_trades(store):
+    from tradenova_dagster.market import calendar
+
+    _, close = calendar.session_open_close(pd.Timestamp(DAY).date())
+    runtime = _runtime(store)
+    report, signal = _live(runtime, close - pd.Timedelta(minutes=25),
+                           source=Outage(get_source("synthetic"), {"bars", "vix_history"},
+                                         times=trading_day.START_TRIES - 1))
+    assert signal.seen > 300 and report.entries >= 1 and _events(runtime, "data_unavailable") == []

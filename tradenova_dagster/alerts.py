@@ -36,7 +36,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 KINDS = frozenset(
-    {"kill_switch", "halt", "flatten_failed", "exit_failed", "crash", "restart", "stale_feed", "order_rejected"}
+    {"kill_switch", "halt", "flatten_failed", "exit_failed", "crash", "restart", "stale_feed", "data_unavailable",
+     "order_rejected"}
 )
 DEFAULT_TIMEOUT_S = 5.0
 

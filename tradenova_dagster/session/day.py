@@ -122,11 +122,11 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     day = calendar.require_trading_day(day, "date")
     settings = settings or SessionSettings()
     refuse_bad_data(runtime.market, settings.symbol, day, source.name)
-    ctx = trading_context(runtime.market, source, day, settings.symbol)
     open_, close = calendar.session_open_close(day)
     resumed = last_committed_bar(runtime.store, runtime.account, day)
-    history = None
+    history, blocked = None, ""
     if mode == "replay":
+        ctx = trading_context(runtime.market, source, day, settings.symbol)
         bars = bars_for_day(runtime.market, source, settings.symbol, day)
         if resumed is not None:  # a restart: the bars already acted on only rebuild the signal
             history, bars = bars[bars["timestamp"] <= resumed], bars[bars["timestamp"] > resumed]
@@ -139,14 +139,7 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
         if started >= close:
             return _after_the_close(runtime, day, started, close)
         fetch = bars_since(source, settings.symbol, day)
-        try:
-            bars = fetch(None)
-        except MarketDataError:
-            bars = None  # before the first bar of the day: nothing missed
-        if bars is not None and len(bars):
-            interval = pd.Timedelta(minutes=int(bars.attrs.get("interval_minutes", 1)))
-            done = bars[pd.to_datetime(bars["timestamp"], utc=True) + interval <= started]
-            history = done if len(done) else None  # missed or already acted on: features only
+        ctx, history, blocked = _live_start(runtime, source, day, settings.symbol, fetch, clock, started, open_)
         feed = PollingFeed(fetch, clock, close, start_after=started, poll_seconds=settings.poll_seconds,
                            stale_after=pd.Timedelta(minutes=settings.stale_after_minutes),
                            on_problem=lambda kind, detail: _feed_problem(runtime, kind, detail))
@@ -158,17 +151,69 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     fast = mode == "replay" and pace_s == 0 and runtime.sim is not None
     settings = replace(settings, persist_every_bar=not fast)
     session = TradingSession(day, runtime, signal=signal, context=ctx, feed=feed, clock=clock, settings=settings,
-                             agent=getattr(signal, "model_id", "") or "rl", history=history)
+                             agent=getattr(signal, "model_id", "") or "rl", history=history, source=source.name,
+                             entries_blocked=blocked)
     session.report.resumed_after = resumed
     if resumed is not None:
         runtime.alert("restart", f"session of {day} restarted after bar {resumed:%H:%M} UTC",
                       {"day": day, "resumed_after": resumed})
-    runtime.record("session", "started", {"day": day, "mode": mode, "context": ctx.as_dict(),
-                                          "resumed_after": resumed})
+    runtime.record("session", "started", {"day": day, "mode": mode, "context": ctx.as_dict() if ctx else None,
+                                          "resumed_after": resumed, "entries_blocked": blocked})
     report = session.run()
     runtime.record("session", "stopped", {"summary": report.summary(), "stopped": report.stopped,
                                           "flat": report.flat, "orders": report.orders})
     return report
+
+
+START_TRIES = 3  # reads at a live start, 1 then 2 seconds apart (a blip is not a lost day)
+FIRST_BARS_GRACE = pd.Timedelta(minutes=3)  # a feed may publish the first bars late; no bar after that is a fault
+
+
+def _live_start(runtime: Runtime, source, day: date, symbol: str, fetch, clock, started: pd.Timestamp,
+                open_: pd.Timestamp):
+    """What a live session needs before its first bar: the day's market context and the
+    bars that completed before it started (features only, never acted on).
+
+    Each read is retried (``START_TRIES``); one that still fails does not end the session
+    but blocks every entry for the day (fail closed: the VIX lockout and IV rank, or the
+    features, would be guesses), with an alert; the session still reconciles, manages
+    exits and flattens. Returns (context or None, history or None, why entries are blocked).
+    """
+    why = []
+    try:
+        ctx = _retried(lambda: trading_context(runtime.market, source, day, symbol), clock)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it blocks entries, it does not crash the day
+        ctx = None
+        why.append(f"market context unavailable ({exc!r})")
+    history = bars = None
+    if started >= open_ + pd.Timedelta(minutes=1):  # before the first bar completed nothing was missed
+        try:
+            bars = _retried(lambda: fetch(None), clock)
+        except MarketDataError as exc:  # the source has no bar of the day yet
+            if started >= open_ + FIRST_BARS_GRACE:
+                why.append(f"the day's earlier bars unavailable ({exc!r})")
+        except Exception as exc:  # noqa: BLE001 - bars missed but unreadable: the features would be wrong
+            why.append(f"the day's earlier bars unavailable ({exc!r})")
+    if bars is not None and len(bars):
+        interval = pd.Timedelta(minutes=int(bars.attrs.get("interval_minutes", 1)))
+        done = bars[pd.to_datetime(bars["timestamp"], utc=True) + interval <= started]
+        history = done if len(done) else None  # missed or already acted on: features only
+    blocked = ""
+    if why:
+        blocked = "; ".join(why) + ": no entries today, exits and flatten only"
+        runtime.alert("data_unavailable", f"session of {day}: {blocked}", {"day": day, "why": why})
+    return ctx, history, blocked
+
+
+def _retried(read, clock, tries: int = START_TRIES):
+    """``read()``, tried up to ``tries`` times, waiting 1 s, 2 s, ... on ``clock`` between."""
+    for attempt in range(1, tries + 1):
+        try:
+            return read()
+        except Exception:  # noqa: BLE001 - re-raised after the last try
+            if attempt == tries:
+                raise
+            clock.wait_until(pd.Timestamp(clock.now()) + pd.Timedelta(seconds=attempt))
 
 
 def _feed_problem(runtime: Runtime, kind: str, detail: dict) -> None:

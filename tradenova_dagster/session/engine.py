@@ -63,10 +63,20 @@ class TradingSession(OrderFlow):
 
     ``history``: the bars of this day that were already acted on (a restart); they rebuild
     the signal's state, with the position the signal saw at each (``session_bars``).
+    ``source``: the name of the market data source the day trades on (its stored bars
+    settle expiries). ``entries_blocked``: why nothing may be entered all day (what an
+    entry needs could not be read at the start: fail closed); the session then still
+    reconciles, manages exits and flattens, and ``context`` may be None.
     """
 
-    def __init__(self, day, runtime: Runtime, *, signal, context, feed, clock,
-                 settings: SessionSettings | None = None, agent: str = "rl", history: pd.DataFrame | None = None):
+    def __init__(self, day, runtime: Runtime, *, signal, context, feed, clock, source: str,
+                 settings: SessionSettings | None = None, agent: str = "rl", history: pd.DataFrame | None = None,
+                 entries_blocked: str = ""):
+        if context is None and not entries_blocked:
+            raise ValueError("context: the day's market context is needed to enter; got None without a reason "
+                             "to block entries")
+        self.source = source
+        self.entries_blocked = entries_blocked
         self.day = calendar.require_trading_day(day)
         self.plan = DayPlan.for_day(self.day)
         self.rt = runtime
@@ -140,7 +150,8 @@ class TradingSession(OrderFlow):
         self.report.bars += 1
         if self.rt.sim is not None and not tick.stale:
             prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
-            self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=self.context.vix)
+            vix = self.context.vix if self.context is not None else None  # None: the simulator's default level
+            self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=vix)
         self._poll_orders(tick.end)
         positions = self.rt.broker.get_positions()  # once a bar: strays and the mark read the same answer
         self._adopt_strays(tick, positions)
@@ -148,7 +159,9 @@ class TradingSession(OrderFlow):
         if self.report.start_equity is None:
             self.report.start_equity = equity
         signal = None
-        if tick.stale:  # no bar came: exits on the broker's quotes, nothing new
+        if self.entries_blocked:  # what an entry needs could not be read at the start
+            self._no_entry(tick, self.entries_blocked)
+        elif tick.stale:  # no bar came: exits on the broker's quotes, nothing new
             self._no_entry(tick, "stale feed: no new bar; exits only")
         else:
             try:
@@ -233,12 +246,14 @@ class TradingSession(OrderFlow):
                               fill, part)
             self.rt.profit.forget_closed()  # closed elsewhere (a flatten job): forget their ladders
             self.rt.risk.start_day(self.day, self.rt.broker.get_account().equity)
+        if self.entries_blocked:
+            return  # the signal decides nothing today
         self.signal.reset(self.day, self.context)
         if self.history is not None and len(self.history):
             replay_history(self.signal, self.rt, self.day, self.settings.symbol, self.history)
 
     def _underlying_close(self, symbol: str, day: date) -> float | None:
-        bars = load_stored_bars(self.rt.market, symbol, day, self.context.source)
+        bars = load_stored_bars(self.rt.market, symbol, day, self.source)
         return float(bars["close"].iloc[-1]) if len(bars) else None
 
     # ------------------------------------------------------------------ positions (from the ledger)
