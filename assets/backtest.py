@@ -4,10 +4,15 @@ Each partition replays that day through the same session loop that trades live
 (``tradenova_dagster.session``), on a simulated account of its own, recording trades and
 equity under ``backtest:<id>``. The id is the backfill's id (so one backfill = one
 backtest, readable as one account by ``daily_report`` and ``tradenova report``), or the
-configured ``backtest_id``, or the run's id for a single materialisation.
+configured ``backtest_id``, or the run's id for a single materialisation. What trades is
+``config.strategy``: the model (a file, or the promoted one) or a baseline that needs no
+model (``tradenova_dagster.strategies``).
 
 The single-run backfill policy replays a whole range in one run (one process, the model
-loaded once): what a long backtest wants. Re-materialising a day replaces that day.
+loaded once), day after day in order, since the account carries over from one day to the
+next: what a long backtest wants. Re-materialising a day replaces that day.
+``tradenova backtest`` launches this same asset (``backtest_job``) on the Dagster instance,
+so the command line and the UI share one path.
 """
 
 import dagster as dg
@@ -21,9 +26,14 @@ from tradenova_dagster.session.day import backtest_account, backtest_day as repl
 from tradenova_dagster.session.engine import SessionSettings
 
 
+DAY_DONE = "backtest day done:"  # each day's log line starts so (``tradenova backtest`` counts them)
+
+
 class BacktestConfig(dg.Config):
     backtest_id: str = ""  # default: the backfill id, else this run's id
-    model_path: str = ""  # default: the promoted model
+    strategy: str = "model"  # the model, or a baseline: flat, always-call, always-put, random, momentum, orb
+    seed: int = 0  # the random baseline's seed
+    model_path: str = ""  # strategy model: default the promoted model
     initial_cash: float = 100_000.0
     contracts: int = 1
 
@@ -38,25 +48,26 @@ def _backtest_id(context: dg.AssetExecutionContext, config: BacktestConfig) -> s
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="backtests",
     kinds={"duckdb"},
-    description="The trading session replayed on a day's bars with the promoted (or configured) model, "
-    "on a simulated account of its own. A backfill over a range is a backtest.",
+    description="The trading session replayed on a day's bars with the promoted (or configured) model or a "
+    "baseline strategy, on a simulated account of its own carried from day to day. A backfill over a range "
+    "is a backtest.",
 )
 def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, store: StoreResource,
                  market_data: MarketDataResource) -> dg.MaterializeResult:
     from tradenova_dagster.metrics import MetricsTracker
-    from tradenova_dagster.rl import SignalModel
+    from tradenova_dagster.strategies import build_strategy
 
     db = store.get_store()
     backtest_id = _backtest_id(context, config)
     account = backtest_account(backtest_id)
-    signal = SignalModel.load(config.model_path) if config.model_path else SignalModel.promoted("SPY", store=db)
+    signal = build_strategy(config.strategy, seed=config.seed, model_path=config.model_path, store=db)
     source = market_data.get_source()
     rows = []
-    for key in context.partition_keys:
+    for i, key in enumerate(context.partition_keys):  # in order: the account carries from day to day
         day = partition_day(key)
         report = replay_backtest_day(db, source, day, signal, backtest_id, initial_cash=config.initial_cash,
-                                     settings=SessionSettings(contracts=config.contracts))
-        context.log.info(report.summary())
+                                     settings=SessionSettings(contracts=config.contracts), fresh=i == 0)
+        context.log.info(f"{DAY_DONE} {key} {report.summary()}")
         rows.append({"day": key, "trades": report.trades, "entries": report.entries, "refused": report.refusals,
                      "pnl": round((report.end_equity or 0) - (report.start_equity or 0), 2),
                      "flat": report.flat, "stopped": report.stopped})
@@ -67,7 +78,9 @@ def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, stor
     return dg.MaterializeResult(
         metadata={
             "backtest": account,
+            "strategy": config.strategy,
             "model": signal.model_id,
+            "source": source.name,
             "days": len(rows),
             "trades": int(table["trades"].sum()),
             "pnl": float(table["pnl"].sum()),

@@ -1,4 +1,4 @@
-"""Jobs over assets: the daily report, the weekly retraining, the live account observation."""
+"""Jobs over assets: the daily report, the weekly retraining, the live account observation, backtests."""
 
 import dagster as dg
 
@@ -25,4 +25,12 @@ live_account_job = dg.define_asset_job(
     "the ledger.",
 )
 
-ASSET_JOBS = [reporting_job, training_job, live_account_job]
+backtest_job = dg.define_asset_job(
+    "backtest_job",
+    selection=["backtest_day"],
+    partitions_def=trading_day_partitions,
+    description="A backtest: the session replayed over a range of days on one simulated account "
+    "(what `tradenova backtest` launches; a backfill of backtest_day is the same).",
+)
+
+ASSET_JOBS = [reporting_job, training_job, live_account_job, backtest_job]

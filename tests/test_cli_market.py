@@ -1,6 +1,7 @@
 """End to end through the command line: the dagster CLI and `tradenova demo`."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_tradenova_demo_refuses_a_holiday(tmp_path):
     assert "date 2026-11-26 is not a trading day" in proc.stderr
 
 
-def test_tradenova_backtest_with_a_progress_bar(tradenova_home, store):
+def test_tradenova_backtest_is_a_dagster_run_with_a_progress_bar(tradenova_home, store):
     from session_helpers import crafted_model
 
     record = crafted_model(store, bias=-0.8, promote=False)
@@ -75,11 +76,16 @@ def test_tradenova_backtest_with_a_progress_bar(tradenova_home, store):
          "--id", "cli-test"], env=_env(tradenova_home), capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "backtest cli-test" in proc.stderr and "3/3" in proc.stderr  # tqdm's bar
-    assert "backtest backtest:cli-test: 3 days 2026-11-18 .. 2026-11-20" in proc.stdout
+    assert "backtest:cli-test (model)" in proc.stderr and "3/3" in proc.stderr  # tqdm's bar
+    assert "backtest: 3 days 2026-11-18 .. 2026-11-20, data synthetic" in proc.stdout
     ledger = ledger_store("backtest:cli-test")  # a backtest records into its own account's ledger file
     trades = ledger.query("SELECT count(*), count(DISTINCT contract) FROM trades WHERE account = 'backtest:cli-test'")[0]
-    assert trades[0] > 0 and f"trades {trades[0]}," in proc.stdout
+    assert trades[0] > 0 and re.search(rf"backtest:cli-test +model +{trades[0]} ", proc.stdout)
+    with dg.DagsterInstance.from_config(str(tradenova_home / "dagster")) as instance:  # in the UI, as any run
+        runs = instance.get_runs(dg.RunsFilter(tags={"tradenova/account": "backtest:cli-test"}))
+        assert [(r.job_name, r.status, r.tags["tradenova/strategy"]) for r in runs] == \
+            [("backtest_job", dg.DagsterRunStatus.SUCCESS, "model")]
+        assert runs[0].tags["dagster/asset_partition_range_start"] == "2026-11-18"
 
 
 def test_tradenova_status_shows_the_switch_the_model_and_the_day(tradenova_home, store, capsys):
@@ -112,7 +118,7 @@ def test_tradenova_backtest_takes_its_data_source_from_the_environment(tradenova
     monkeypatch.setenv("TRADENOVA_DATA_DIR", str(shared_data))
     assert main(["backtest", "--start", "2023-01-03", "--end", "2023-01-03", "--model", str(record.path),
                  "--id", "env-source", "--no-progress"]) == 0
-    assert f"data FileMarketData({str(shared_data.resolve())!r})" in capsys.readouterr().out
+    assert f"data file ({shared_data.resolve()})" in capsys.readouterr().out
 
 
 def test_tradenova_ui_finds_dagster_beside_its_own_python_without_a_path(monkeypatch):

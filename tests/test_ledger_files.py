@@ -263,7 +263,7 @@ def test_two_backtests_run_side_by_side_each_in_its_own_file(tradenova_home, tmp
         trades = ledger.query("SELECT account, count(*) FROM trades GROUP BY account")
         assert trades and trades[0][1] > 0 and [acct for acct, _ in trades] == [f"backtest:{bid}"]
         accounts = {acct for (acct,) in ledger.query("SELECT DISTINCT account FROM sim_orders")}
-        assert accounts == {f"backtest:{bid}:{DAY}"}
+        assert accounts == {f"backtest:{bid}"}  # the backtest account is its broker account too
     shared = Store(tradenova_home / "tradenova.duckdb")
     assert _account_rows(shared) == {}
 

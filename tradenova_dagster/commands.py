@@ -1,4 +1,4 @@
-"""General sub-commands: ``demo`` (the README's main command), ``backtest``, ``status``, ``ui``."""
+"""General sub-commands: ``demo`` (the README's main command), ``backtest`` (``ops/backtest_runs.py``), ``status``, ``ui``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backtest = subparsers.add_parser(
         "backtest",
         help="replay the trading session over a range of days (a backtest) with a progress bar",
-        description="Each trading day from --start to --end goes through the session loop with the "
-        "promoted model (or --model) on a simulated account; results are recorded as backtest:<id>.",
+        description="A Dagster run of backtest_job (the same asset the UI's backfills run): each trading "
+        "day from --start to --end, in order, goes through the session loop on one simulated account per "
+        "strategy (backtest:<id>, or backtest:<id>-<strategy> for several), which carries its equity and "
+        "risk state from day to day. Strategies: the promoted model (or --model), or baselines that need "
+        "no model; several are compared side by side.",
     )
     backtest.add_argument("--start", required=True, help="first day YYYY-MM-DD")
     backtest.add_argument("--end", required=True, help="last day YYYY-MM-DD")
+    backtest.add_argument("--strategy", nargs="+", default=["model"], metavar="NAME",
+                          help="model, flat, always-call, always-put, random, momentum, orb (default: model)")
+    backtest.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
     backtest.add_argument("--model", default="", help="model folder (default: the promoted model)")
     backtest.add_argument("--id", default="", help="backtest id (default: cli-<start>-<end>)")
     backtest.add_argument("--source", default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
@@ -85,50 +91,9 @@ def _dagster_executable() -> str:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ops.backtest_runs import run_backtest_command
 
-    from tradenova_dagster.market import calendar
-    from tradenova_dagster.market.data import get_source
-    from tradenova_dagster.ledger.accounts import shared_store
-    from tradenova_dagster.metrics import MetricsTracker
-    from tradenova_dagster.rl import SignalModel
-    from tradenova_dagster.session.day import backtest_account, backtest_day
-
-    start, end = calendar.as_date(args.start, "--start"), calendar.as_date(args.end, "--end")
-    last = calendar.last_completed_session()
-    if end > last:
-        raise ValueError(f"--end {end} has not happened yet: the last completed session is {last}")
-    if start > end:
-        raise ValueError(f"--start {start} is after --end {end}")
-    days = calendar.trading_days(start, end)
-    if not days:
-        raise ValueError(f"no trading day from {start} to {end}")
-    store = shared_store()
-    try:
-        signal = SignalModel.load(args.model) if args.model else SignalModel.promoted("SPY", store=store)
-    except ValueError as exc:
-        raise ValueError(f"{exc}: train and promote one (tradenova train --agent ppo --promote), "
-                         "or pass --model PATH") from None
-    source = get_source(args.source, **({"data_dir": args.data_dir} if args.source == "file" else {}))
-    backtest_id = args.id or f"cli-{days[0]:%Y%m%d}-{days[-1]:%Y%m%d}"
-    pnl = trades = 0
-    with tqdm(days, desc=f"backtest {backtest_id}", unit="day", disable=args.no_progress) as bar:
-        for day in bar:
-            report = backtest_day(store, source, day, signal, backtest_id)
-            pnl += (report.end_equity or 0) - (report.start_equity or 0)
-            trades += report.trades
-            bar.set_postfix(trades=trades, pnl=f"{pnl:+.0f}")
-    account = backtest_account(backtest_id)
-    metrics = MetricsTracker(account=account).calculate_metrics(
-        lookback_days=len(days) * 2, as_of=days[-1])
-    sharpe = metrics["sharpe_ratio"]
-    print(f"backtest {account}: {len(days)} days {days[0]} .. {days[-1]}, model {signal.model_id}, "
-          f"data {source!r}")
-    print(f"  trades {metrics['num_trades']}, P&L {metrics['total_pnl']:+,.2f}, win rate "
-          f"{(metrics['win_rate'] or 0):.0%}, Sharpe {'undefined' if sharpe is None else f'{sharpe:.2f}'}, "
-          f"max drawdown {(metrics['max_drawdown'] or 0):.2%}")
-    print(f"  daily reports: tradenova report --account {account} --date {days[-1]}")
-    return 0
+    return run_backtest_command(args)
 
 
 def _status(args: argparse.Namespace) -> int:

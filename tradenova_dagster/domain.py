@@ -500,9 +500,20 @@ class Account:
         return self.status.upper() == "ACTIVE" and not (self.trading_blocked or self.account_blocked)
 
 
+PROBABILITY_TOLERANCE = 1e-6  # float error allowed in a Signal's probabilities and score
+
+
 @dataclass(frozen=True)
 class Signal:
-    """One prediction of the RL signal for one bar."""
+    """One prediction of the RL signal for one bar.
+
+    For TradeNova's categorical policies, ``raw_action`` is the score ``P(call) − P(put)``
+    of the bar's own distribution and ``smoothed_action`` the score of the EMA-smoothed
+    one (``score``), the number the ±0.3 thresholds turn into ``decision``;
+    ``p_put``/``p_flat``/``p_call`` are the smoothed distribution's probabilities. A
+    signal from elsewhere (a scripted or continuous agent) leaves them None: then all
+    three are None, never some.
+    """
 
     timestamp: datetime
     symbol: str
@@ -510,6 +521,9 @@ class Signal:
     smoothed_action: float
     decision: Decision
     model: str = ""
+    p_put: float | None = None
+    p_flat: float | None = None
+    p_call: float | None = None
 
     def __post_init__(self) -> None:
         require_aware("timestamp", self.timestamp)
@@ -520,3 +534,39 @@ class Signal:
                 raise ValueError(f"{name} must be in [-1, 1], got {value!r}")
             object.__setattr__(self, name, value)
         object.__setattr__(self, "decision", _parse_enum(Decision, self.decision, "decision"))
+        probabilities = require_probabilities(self.p_put, self.p_flat, self.p_call)
+        if probabilities is not None:
+            for name, value in zip(("p_put", "p_flat", "p_call"), probabilities):
+                object.__setattr__(self, name, value)
+            implied = probabilities[2] - probabilities[0]
+            if abs(self.smoothed_action - implied) > PROBABILITY_TOLERANCE:
+                raise ValueError(f"smoothed_action: {self.smoothed_action!r} is not p_call - p_put = {implied!r}")
+
+    @property
+    def score(self) -> float:
+        """The smoothed score in [-1, 1] the decision is taken on."""
+        return self.smoothed_action
+
+    @property
+    def probabilities(self) -> tuple[float, float, float] | None:
+        """(P(put), P(flat), P(call)) of the smoothed distribution, or None."""
+        return None if self.p_put is None else (self.p_put, self.p_flat, self.p_call)
+
+
+def require_probabilities(p_put, p_flat, p_call) -> tuple[float, float, float] | None:
+    """Three probabilities (each in [0, 1], summing to 1), or all three None."""
+    values = {"p_put": p_put, "p_flat": p_flat, "p_call": p_call}
+    missing = [name for name, value in values.items() if value is None]
+    if len(missing) == 3:
+        return None
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: give all three probabilities or none, got {values!r}")
+    checked = []
+    for name, value in values.items():
+        value = require_finite(name, value)
+        if not -PROBABILITY_TOLERANCE <= value <= 1.0 + PROBABILITY_TOLERANCE:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        checked.append(min(1.0, max(0.0, value)))
+    if abs(sum(checked) - 1.0) > PROBABILITY_TOLERANCE:
+        raise ValueError(f"p_put + p_flat + p_call must be 1, got {sum(checked)!r} from {values!r}")
+    return checked[0], checked[1], checked[2]

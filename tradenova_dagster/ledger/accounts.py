@@ -61,6 +61,16 @@ def ledger_store(account: str, lock_timeout_s: float = 120.0) -> Store:
     return Store(ledger_path(account), lock_timeout_s=lock_timeout_s)
 
 
+def clear_account(store: Store, account: str) -> int:
+    """Delete every row of ``account`` in its ledger (one transaction): a backtest started
+    again under the same id replaces the old one instead of continuing from it. Returns
+    the number of rows deleted."""
+    account = require_account(account)
+    with store.transaction() as con:
+        return sum(con.execute(f"DELETE FROM {table} WHERE account = ?", [account]).fetchone()[0]
+                   for table in ACCOUNT_TABLES)
+
+
 def ledger_accounts() -> list[str]:
     """The accounts that have a ledger file in this home, sorted."""
     return sorted(p.stem.replace("+", ":") for p in config.ledgers_dir().glob("*.duckdb"))

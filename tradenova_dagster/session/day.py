@@ -375,28 +375,33 @@ def backtest_account(backtest_id: str) -> str:
 
 
 def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: float = 100_000.0,
-                     risk_limits=None, lease=None) -> Runtime:
+                     risk_limits=None, lease=None, fresh: bool = True) -> Runtime:
     """A runtime for one replayed day of a backtest; ``store`` is the shared database the
     day's bars and context come from.
 
-    Trades, equity, predictions and decisions are recorded under ``backtest:<id>`` in that
-    account's own ledger file (so a backtest is read as one account, never mixed with
-    paper or live, and two backtests run side by side in two processes). Each day trades a
-    simulated account of its own (``backtest:<id>:<day>``, in the same file) starting from
-    ``initial_cash``: re-running a day replaces exactly that day. Risk keeps its state and
-    its refusals (``risk_events``) as a live account does; the ladder runs in memory; only
-    the backtest's own kill switch applies, not the global one.
+    A backtest is one account, ``backtest:<id>``, in its own ledger file (never mixed with
+    paper or live; two backtests run side by side in two processes), across its days as
+    the live account is: the simulated broker's cash and equity, the risk state (peak
+    equity, a drawdown halt) and the records carry from one day to the next, while the
+    daily rules start afresh each day (``risk.start_day``). ``fresh`` starts the backtest
+    over: every record of the account is deleted and the broker starts from
+    ``initial_cash`` — the first day of a run; later days continue (a day replayed again
+    within them replaces its own records). The ladder runs in memory; only the
+    backtest's own kill switch applies, not the global one.
     """
     from tradenova_dagster.broker import BrokerExecutor, SimBroker
     from tradenova_dagster.broker.sim import SimConfig
-    from tradenova_dagster.ledger.accounts import ledger_store
+    from tradenova_dagster.ledger.accounts import clear_account, ledger_store
     from tradenova_dagster.ledger.records import AccountRecords
     from tradenova_dagster.risk import AdvancedRiskManager, KillSwitch, ProfitManager
 
     account = backtest_account(backtest_id)
     ledger = ledger_store(account)
-    sim = SimBroker(f"{account}:{day.isoformat()}", ledger, SimConfig(initial_cash=initial_cash))
-    sim.reset(initial_cash)
+    if fresh:
+        clear_account(ledger, account)
+    sim = SimBroker(account, ledger, SimConfig(initial_cash=initial_cash))
+    if fresh:
+        sim.reset(initial_cash)
     executor = BrokerExecutor(sim, run_id=session_key(account, day), backoff_s=0.0)
     records = AccountRecords(ledger, account)
     records.clear_day(day)
@@ -411,13 +416,14 @@ def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: fl
 
 
 def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
-                 settings: SessionSettings | None = None, risk_limits=None) -> SessionReport:
-    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``),
-    holding the backtest account's lease and one ledger connection for the day."""
+                 settings: SessionSettings | None = None, risk_limits=None, fresh: bool = True) -> SessionReport:
+    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``:
+    ``fresh`` starts the backtest over, else the day continues it), holding the backtest
+    account's lease and one ledger connection for the day."""
     from tradenova_dagster.ledger.lease import AccountLease
 
     day = calendar.require_trading_day(day, "date")
     with AccountLease(backtest_account(backtest_id), None, "backtest") as lease:
-        runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease)
+        runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease, fresh)
         with runtime.store.hold():
             return run_session(runtime, day, source, signal, mode="replay", settings=settings)

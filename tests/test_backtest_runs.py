@@ -1,0 +1,66 @@
+"""`tradenova backtest` as Dagster runs: baselines without a model, one account per
+strategy, the account carried from day to day, and everything checked before any run."""
+
+import dagster as dg
+import pytest
+
+from ops.backtest_runs import plan_backtest
+from tradenova_dagster.cli import main
+from tradenova_dagster.ledger.accounts import ledger_store
+
+DAYS = ("2026-11-18", "2026-11-20")
+
+
+def _equity_by_day(account):
+    return ledger_store(account).query(
+        "SELECT day, arg_min(equity, ts), arg_max(equity, ts) FROM equity_curve WHERE account = ? "
+        "GROUP BY day ORDER BY day", [account])
+
+
+def test_several_baselines_without_a_model_are_one_account_each_side_by_side(tradenova_home, capsys):
+    assert main(["backtest", "--start", DAYS[0], "--end", DAYS[1], "--strategy", "always-call", "flat",
+                 "--id", "cmp", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "backtest:cmp-always-call" in out and "backtest:cmp-flat" in out
+    flat = ledger_store("backtest:cmp-flat").query("SELECT count(*) FROM orders WHERE account = 'backtest:cmp-flat'")
+    calls = ledger_store("backtest:cmp-always-call").query(
+        "SELECT count(*), count(*) FILTER (WHERE contract LIKE 'SPY%C%') FROM trades "
+        "WHERE account = 'backtest:cmp-always-call'")[0]
+    assert flat == [(0,)] and calls[0] > 0 and calls[0] == calls[1]  # calls only, and the flat one never traded
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(dg.RunsFilter(job_name="backtest_job"))
+        assert sorted(r.tags["tradenova/strategy"] for r in runs) == ["always-call", "flat"]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+
+def test_a_backtest_account_carries_its_equity_from_day_to_day(tradenova_home):
+    assert main(["backtest", "--start", DAYS[0], "--end", DAYS[1], "--strategy", "always-put",
+                 "--id", "carry", "--no-progress"]) == 0
+    days = _equity_by_day("backtest:carry")
+    assert len(days) == 3 and days[0][1] == 100_000.0
+    for (_, _, closed), (_, opened, _) in zip(days, days[1:]):
+        assert opened == pytest.approx(closed, abs=0.01)  # the next day opens where the last one closed
+    assert days[-1][2] != 100_000.0  # it traded: the carried equity is not the initial cash again
+
+
+def test_running_a_backtest_again_under_its_id_replaces_it(tradenova_home):
+    argv = ["backtest", "--start", DAYS[0], "--end", DAYS[1], "--strategy", "random", "--seed", "5",
+            "--id", "again", "--no-progress"]
+    assert main(argv) == 0
+    first = ledger_store("backtest:again").query("SELECT count(*), sum(pnl) FROM trades")
+    assert main(argv) == 0
+    assert ledger_store("backtest:again").query("SELECT count(*), sum(pnl) FROM trades") == first
+    assert _equity_by_day("backtest:again")[0][1] == 100_000.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strategies": ["orb", "hodl"]}, "--strategy: unknown strategy 'hodl'"),
+    ({"strategies": ["flat"], "backtest_id": "no spaces"}, "backtest_id must be letters, digits, '-', '_' or '.', got 'no spaces'"),
+    ({"strategies": ["flat"], "source": "file", "data_dir": "."}, "no bar file"),
+])
+def test_mistakes_are_refused_before_any_run(tradenova_home, kwargs, message):
+    kwargs = {"source": "synthetic", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        plan_backtest(*DAYS, kwargs.pop("strategies"), **kwargs)
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_runs() == []
