@@ -13,6 +13,7 @@ import dagster as dg
 from assets.partitions import partition_day, trading_day_partitions
 from resources.store import StoreResource
 from tradenova_dagster.metrics.report import build_daily_report, display_tables
+from tradenova_dagster.metrics.tearsheet import configured_source
 from tradenova_dagster.metrics.tracker import DEFAULT_ACCOUNT, MetricsTracker
 
 
@@ -20,6 +21,8 @@ class DailyReportConfig(dg.Config):
     account: str = DEFAULT_ACCOUNT  # e.g. "backtest:<id>" to report a backtest's day
     initial_capital: float = 100_000.0
     lookback_days: int = 30  # the rolling window of Sharpe, drawdown and trade statistics
+    # market data for SPY buy and hold: "" = $TRADENOVA_DATA_SOURCE (else synthetic), as every command
+    benchmark_source: str = ""
 
 
 def _markdown(frame, empty_message: str) -> dg.MetadataValue:
@@ -42,6 +45,9 @@ def _number(value) -> dg.MetadataValue:
     kinds={"duckdb", "html"},
     description="The daily report of one account for one NYSE trading day: P&L, trades, win "
     "rate, rolling Sharpe and drawdown, per-agent split, risk events and signal predictions, "
+    "and the window as a tearsheet (return vs SPY buy and hold from "
+    "config.benchmark_source or TRADENOVA_DATA_SOURCE; underwater, monthly returns, rolling "
+    "Sharpe, trade P&L, exit reasons, risk refusals), "
     "as HTML with PNG charts under TRADENOVA_HOME/reports (table daily_reports). Backfill a "
     "range to report a backtest day by day (set config.account).",
 )
@@ -52,8 +58,12 @@ def daily_report(
     tracker = MetricsTracker(
         initial_capital=config.initial_capital, account=config.account, store=store.ledger(config.account)
     )
+    source, why_not = configured_source(config.benchmark_source or None)
+    if why_not:
+        context.log.warning(why_not)
     report = build_daily_report(
-        tracker, day, lookback_days=config.lookback_days, run_id=context.run_id
+        tracker, day, lookback_days=config.lookback_days, run_id=context.run_id,
+        benchmark_source=source,
     )
     tables = display_tables(report)
     equity_png = base64.b64encode(report.charts["equity"].read_bytes()).decode("ascii")
@@ -72,6 +82,7 @@ def daily_report(
             "risk_events": _markdown(tables["risk_events"], "No risk events on this day."),
             "predictions": _markdown(tables["predictions"], "No predictions recorded on this day."),
             "decisions": _markdown(tables["decisions"], "No agent decisions recorded on this day."),
+            "benchmark": report.tearsheet.benchmark_note,
             "html_report": dg.MetadataValue.path(str(report.html_path)),
             "charts": dg.MetadataValue.path(str(report.charts["equity"].parent)),
         }

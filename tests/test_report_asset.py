@@ -52,6 +52,10 @@ def test_daily_report_asset_for_a_partition(tradenova_home):
     assert meta["day.total_pnl"] == day["total_pnl"] and meta["day.num_trades"] == 2
     assert window["sharpe_ratio"] is not None and meta["no_trades"] is False
 
+    # The window's tearsheet compares with SPY bought at the open of the account's first day
+    # in the window (not the window's first day, before it traded), from the configured source.
+    assert meta["benchmark"].startswith("SPY buy and hold from the open of 2024-02-26 to the close of 2024-03-08, "
+                                        "synthetic source")
     html_path = meta["html_report"]
     assert html_path == str(tradenova_home / "reports" / f"{DAY}.html")
     numbers = html_numbers(html_path)

@@ -15,7 +15,7 @@ import pytest
 from tradenova_dagster import cli
 from tradenova_dagster.ledger.accounts import ledger_store
 from tradenova_dagster.metrics import MetricsTracker
-from tradenova_dagster.metrics.report import build_daily_report, report_paths
+from tradenova_dagster.metrics.report import build_daily_report, display_tables, report_paths
 
 NY = "America/New_York"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -66,6 +66,7 @@ def test_report_numbers_match_calculate_metrics_and_charts_are_pngs(store, trade
     tracker = MetricsTracker(store=store)
     populate(tracker)
     add_risk_event(store, "sim:default", f"{DAY} 09:35", "vix", "VIX 33.0 > 32.0")
+    add_risk_event(store, "sim:default", f"{DAY} 09:36", "vix", "VIX 33.0 > 32.0")
     add_risk_event(store, "sim:default", "2024-03-07 10:00", "vix", "the day before")
     add_risk_event(store, "backtest:x", f"{DAY} 09:35", "spread", "another account")
 
@@ -92,7 +93,10 @@ def test_report_numbers_match_calculate_metrics_and_charts_are_pngs(store, trade
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000
     text = report.html_path.read_text(encoding="utf-8")
-    assert text.count("data:image/png;base64,") == 4
+    # The day's four charts, then the window's tearsheet charts, all embedded.
+    assert set(report.tearsheet.charts) == {"cumulative_returns", "underwater", "monthly_returns", "rolling_sharpe",
+                                            "pnl_distribution", "exit_reasons", "risk_refusals"}
+    assert text.count("data:image/png;base64,") == 4 + 7
 
     # Tables: the day's trades, agents, only this account's and this day's risk events.
     assert len(report.trades) == day["num_trades"]
@@ -100,12 +104,16 @@ def test_report_numbers_match_calculate_metrics_and_charts_are_pngs(store, trade
     agent_perf = tracker.get_agent_performance(lookback_days=30, as_of=DAY)
     for _, row in report.agents.iterrows():
         assert row["window_pnl"] == agent_perf[row["agent"]]["total_pnl"]
-    assert report.risk_events["reason"].tolist() == ["VIX 33.0 > 32.0"]
+    assert report.risk_events["reason"].tolist() == ["VIX 33.0 > 32.0"] * 2
+    # Shown once, with how many times and when (New York): a halted day repeats one refusal.
+    shown = display_tables(report)["risk_events"]
+    assert shown[["kind", "rule", "reason", "events", "first (New York)", "last (New York)"]].values.tolist() == [
+        ["refusal", "vix", "VIX 33.0 > 32.0", 2, "09:35:00", "09:36:00"]]
     assert html.escape("VIX 33.0 > 32.0") in text and "another account" not in text
     assert report.predictions["predictions"].tolist() == [390]
     assert int(report.predictions[["buy_call", "buy_put", "flat"]].sum(axis=1).iloc[0]) == 390
     assert report.decisions[["decisions", "allowed", "refused"]].values.tolist() == [[2, 1, 1]]
-    assert report.numbers()["risk_events"] == 1 and report.numbers()["decisions_refused"] == 1
+    assert report.numbers()["risk_events"] == 2 and report.numbers()["decisions_refused"] == 1
 
     row = store.query_df("SELECT * FROM daily_reports").iloc[0]
     assert row["account"] == "sim:default" and row["html_path"] == str(report.html_path)
@@ -192,3 +200,103 @@ def test_cli_report_prints_the_summary_and_the_path(tradenova_home, capsys):
     assert (tradenova_home / "reports" / "backtest_none" / f"{DAY}.html").exists()
     assert cli.main(["report", "--date", "2024-03-09"]) == 1
     assert "not a trading day" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- the tearsheet
+
+
+def exits_and_refusals(tracker: MetricsTracker) -> None:
+    """A second strategy: three trades with the session's exit reasons, two risk refusals
+    and one halt (the halt is not a refusal)."""
+    for minute, pnl, reason in ((0, -40.0, "stop loss: SPY240308C00510000 at 2.13 is -17.44% (stop -15.00%)"),
+                                (60, -35.0, "stop loss: SPY240308C00510000 at 2.05 is -20.85% (stop -15.00%)"),
+                                (120, 95.0, "take profit TP1: SPY240308C00510000 at 3.57 is +25.00%")):
+        exit_time = pd.Timestamp(f"{DAY} 10:00", tz=NY) + pd.Timedelta(minutes=minute)
+        tracker.record_trade("SPY", 2.5, 2.1, 1, "long", pnl, "always-call", exit_time - pd.Timedelta(minutes=9),
+                             exit_time, contract="SPY240308C00510000", exit_reason=reason)
+    add_risk_event(tracker.store, tracker.account, f"{DAY} 14:00", "loss_streak", "halted: 3 losing trades")
+    add_risk_event(tracker.store, tracker.account, f"{DAY} 14:01", "loss_streak", "halted: 3 losing trades")
+    tracker.store.execute(
+        "INSERT INTO risk_events (account, run_id, ts, kind, rule, symbol, values_json, reason)"
+        " VALUES (?, NULL, ?, 'halt', 'loss_streak', NULL, '{}', 'halt')",
+        [tracker.account, pd.Timestamp(f"{DAY} 13:59", tz=NY).to_pydatetime()])
+
+
+def test_tearsheet_numbers_charts_and_tables_come_from_the_tracker(store, tradenova_home):
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.metrics.tearsheet import build_tearsheet
+
+    paper, strategy = MetricsTracker(store=store), MetricsTracker(store=store, account="backtest:calls")
+    populate(paper)
+    exits_and_refusals(strategy)
+    source = get_source("synthetic")
+    sheet, path = build_tearsheet([paper, strategy], "2024-02-20", DAY, benchmark_source=source)
+
+    assert path == tradenova_home / "reports" / "tearsheets" / f"sim_default+backtest_calls_2024-02-20_{DAY}.html"
+    numbers = html_numbers(path)
+    for tracker in (paper, strategy):
+        expected = tracker.calculate_metrics(lookback_days=18, as_of=DAY)  # 2024-02-20 .. 03-08
+        for key in ("total_pnl", "total_return", "num_trades", "win_rate", "profit_factor", "sharpe_ratio",
+                    "sortino_ratio", "max_drawdown", "end_equity"):
+            value = expected[key]
+            assert as_number(numbers[f"strategy.{tracker.account}.{key}"]) == (
+                None if value is None else float(value)), (tracker.account, key)
+    # Months chain into the span: (1 + February) * (1 + March) - 1 = the span's return.
+    months = sheet.monthly["sim:default"]
+    assert months[["year", "month"]].values.tolist() == [[2024, 2], [2024, 3]]
+    chained = float(np.prod(1 + months["total_return"].to_numpy()) - 1)
+    assert chained == pytest.approx(sheet.metrics["sim:default"]["total_return"], rel=1e-9)
+    assert sheet.rolling_sharpe["sim:default"].iloc[-1] == paper.calculate_metrics(30, as_of=DAY)["sharpe_ratio"]
+    # SPY bought at the open of 2024-02-20, valued at the close of DAY (the source's own bars).
+    bars = source.daily_bars("SPY", "2024-02-20", DAY)
+    assert sheet.benchmark.iloc[-1] == pytest.approx(bars["close"].iloc[-1] / bars["open"].iloc[0] - 1)
+    assert len(sheet.benchmark) == 14 and "synthetic source" in sheet.benchmark_note
+
+    exits = sheet.exit_reasons[sheet.exit_reasons["account"] == "backtest:calls"]
+    assert dict(zip(exits["exit reason"], exits["trades"])) == {"stop loss": 2, "take profit TP1": 1}
+    assert sheet.refusals[["account", "rule", "refusals"]].values.tolist() == [["backtest:calls", "loss_streak", 2]]
+    agents = sheet.agents.set_index(["account", "agent"])
+    assert agents.loc[("backtest:calls", "always-call"), "total_pnl"] == 20.0
+    assert agents.loc[("sim:default", "ppo"), "decisions_refused"] == 1
+    text = path.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 7 and "<script" not in text and "http" not in text
+    # Trades in New York time: entry 09:51, exit 10:00 on DAY.
+    assert f"<td>{DAY} 09:51:00</td>\n      <td>{DAY} 10:00:00</td>" in text
+    for data in sheet.charts.values():
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+
+
+def test_tearsheet_refuses_bad_input(store):
+    from tradenova_dagster.metrics.tearsheet import build_tearsheet, collect
+
+    tracker = MetricsTracker(store=store)
+    with pytest.raises(ValueError, match="at least one account"):
+        collect([], DAY, DAY)
+    with pytest.raises(ValueError, match="each account once"):
+        collect([tracker, MetricsTracker(store=store)], DAY, DAY)
+    with pytest.raises(ValueError, match="start 2024-03-08 is after end 2024-03-01"):
+        collect([tracker], DAY, "2024-03-01")
+    with pytest.raises(ValueError, match="rolling_days must be a whole number of days >= 2, got 1"):
+        collect([tracker], "2024-03-01", DAY, rolling_days=1)
+    with pytest.raises(ValueError, match=r"accounts \['sim:default'\] have no recorded trades"):
+        build_tearsheet([tracker])
+    sheet, path = build_tearsheet([tracker], "2024-03-01", DAY)  # an empty span still renders
+    assert sheet.metrics["sim:default"]["num_trades"] == 0 and sheet.benchmark is None
+    assert "not drawn (no market data source given)" in path.read_text(encoding="utf-8")
+
+
+def test_cli_report_writes_the_tearsheet_of_several_strategies(tradenova_home, capsys):
+    paper, strategy = MetricsTracker(store=ledger_store("sim:default")), MetricsTracker(account="backtest:calls")
+    populate(paper)
+    exits_and_refusals(strategy)
+    args = ["report", "--account", "sim:default", "--account", "backtest:calls", "--from", "2024-02-20",
+            "--date", DAY]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    path = tradenova_home / "reports" / "tearsheets" / f"sim_default+backtest_calls_2024-02-20_{DAY}.html"
+    assert f"tearsheet: {path}" in out and path.exists()
+    pnl = strategy.calculate_metrics(lookback_days=18, as_of=DAY)["total_pnl"]
+    assert f"backtest:calls 2024-02-20 to {DAY}: P&L {pnl:+,.2f} | 3 trades" in out
+    assert "SPY buy and hold from the open of 2024-02-20 to the close of 2024-03-08, synthetic source" in out
+    assert cli.main(["report", "--tearsheet", "--account", "backtest:nothing"]) == 1
+    assert "have no recorded trades or equity" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import DateFormatter
+from matplotlib.dates import AutoDateLocator, DateFormatter, DayLocator
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
@@ -54,6 +54,21 @@ def _empty(ax, message: str) -> None:
     ax.set_yticks([])
 
 
+def _date_axis(ax, fig, days) -> None:
+    """Dates as YYYY-MM-DD; one tick per day on a short span (no midnight/noon ticks)."""
+    days = pd.to_datetime(pd.Index(days))
+    if not len(days):
+        return
+    span = (days.max() - days.min()).days
+    # The x range is the span's days, whatever is plotted: a lone defined point would
+    # otherwise widen the axis to years (and DayLocator would draw a tick for each day).
+    pad = pd.Timedelta(days=max(0.5, 0.03 * span))
+    ax.set_xlim(days.min() - pad, days.max() + pad)
+    ax.xaxis.set_major_locator(DayLocator() if span <= 12 else AutoDateLocator(minticks=4, maxticks=10))
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
+    fig.autofmt_xdate(rotation=30)
+
+
 def equity_chart(series: pd.DataFrame, path: Path, title: str) -> Path:
     """End-of-day equity over the window (top) and its drawdown from the peak (bottom).
 
@@ -81,7 +96,7 @@ def equity_chart(series: pd.DataFrame, path: Path, title: str) -> Path:
     bottom.set_ylabel("drawdown")
     bottom.set_ylim(min(drawdown.min() * 1.15, -0.001), 0.0002)
     bottom.grid(alpha=0.3)
-    fig.autofmt_xdate(rotation=30)
+    _date_axis(bottom, fig, days)
     return _save(fig, path)
 
 

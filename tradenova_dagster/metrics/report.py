@@ -3,7 +3,9 @@
 It shows the day (P&L, trades, win rate, drawdown at the close), the rolling window
 before it (30 days by default: P&L, Sharpe, Sortino, max drawdown, trade statistics),
 the per-agent split, the risk events, and what the RL signal predicted and the agents
-decided. Every number comes from ``MetricsTracker`` (SQL in DuckDB), so the report, the
+decided; below them, the tearsheet of the window (``metrics.tearsheet``: return vs SPY
+buy and hold, underwater chart, monthly returns, rolling Sharpe, trade P&L distribution,
+exit reasons, agents, risk refusals by rule). Every number comes from ``MetricsTracker`` (SQL in DuckDB), so the report, the
 Dagster metadata and ``calculate_metrics`` cannot disagree. In the HTML each number
 also carries its exact value in a ``data-value`` attribute (``data-metric`` names it),
 for tools and tests that read the file.
@@ -20,7 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -32,6 +33,9 @@ import pandas as pd
 from tradenova_dagster import config
 from tradenova_dagster.market import calendar
 from tradenova_dagster.metrics import charts
+from tradenova_dagster.metrics.page import CSS, DEFINITIONS, fmt, ny_time, table
+from tradenova_dagster.metrics.tearsheet import Tearsheet, collect
+from tradenova_dagster.metrics.tearsheet_html import sections
 from tradenova_dagster.metrics.tracker import DEFAULT_ACCOUNT, MetricsTracker
 
 # (key in the metrics dict, label, format) for the two summary tables.
@@ -77,15 +81,6 @@ _UNDEFINED_WHY = {
     "total_return": "undefined: equity at the start <= 0",
 }
 
-DEFINITIONS = (
-    "Daily return = the day's P&L / start-of-day equity (initial capital + all earlier "
-    "P&L). Sharpe = mean / sample standard deviation of daily returns × √252, risk-free 0. "
-    "Sortino = mean / √(Σ min(r,0)² / days) × √252. Max drawdown = largest fall of "
-    "end-of-day equity from its running peak, as a fraction of the peak. Days without "
-    "trades count with return 0. A trade counts on the New York date of its exit."
-)
-
-
 @dataclass(frozen=True)
 class DailyReport:
     """What ``build_daily_report`` produced: the numbers, the tables and the files."""
@@ -102,6 +97,7 @@ class DailyReport:
     risk_events: pd.DataFrame
     predictions: pd.DataFrame
     decisions: pd.DataFrame
+    tearsheet: Tearsheet  # the window, as a tearsheet
 
     @property
     def has_trades(self) -> bool:
@@ -124,8 +120,8 @@ class DailyReport:
         d, w = self.day_metrics, self.window_metrics
         if self.has_trades:
             day_line = (
-                f"P&L {_fmt(d['total_pnl'], 'money')} | {_plural(d['num_trades'], 'trade')} "
-                f"({d['wins']} won, {d['losses']} lost) | win rate {_fmt(d['win_rate'], 'pct')}"
+                f"P&L {fmt(d['total_pnl'], 'money')} | {_plural(d['num_trades'], 'trade')} "
+                f"({d['wins']} won, {d['losses']} lost) | win rate {fmt(d['win_rate'], 'pct')}"
             )
         else:
             day_line = "no trades on this day"
@@ -133,10 +129,10 @@ class DailyReport:
         return "\n".join([
             f"TradeNova daily report {self.day} (account {self.account})",
             f"  day:        {day_line}",
-            f"  {self.lookback_days} days:    P&L {_fmt(w['total_pnl'], 'money')} | "
-            f"{_plural(w['num_trades'], 'trade')} | win rate {_fmt(w['win_rate'], 'pct')} | "
-            f"Sharpe {_fmt(w['sharpe_ratio'], 'ratio')} | Sortino {_fmt(w['sortino_ratio'], 'ratio')} | "
-            f"max drawdown {_fmt(w['max_drawdown'], 'pct')}",
+            f"  {self.lookback_days} days:    P&L {fmt(w['total_pnl'], 'money')} | "
+            f"{_plural(w['num_trades'], 'trade')} | win rate {fmt(w['win_rate'], 'pct')} | "
+            f"Sharpe {fmt(w['sharpe_ratio'], 'ratio')} | Sortino {fmt(w['sortino_ratio'], 'ratio')} | "
+            f"max drawdown {fmt(w['max_drawdown'], 'pct')}",
             f"  risk events: {numbers['risk_events']} | predictions: {numbers['predictions']} | "
             f"refused decisions: {numbers['decisions_refused']}",
             f"  report: {self.html_path}",
@@ -158,9 +154,12 @@ def build_daily_report(
     lookback_days: int = 30,
     reports_dir: str | Path | None = None,
     run_id: str | None = None,
+    benchmark_source=None,
 ) -> DailyReport:
     """Compute, draw and write the report of ``tracker.account`` for one trading day.
 
+    ``benchmark_source`` (a market data source) gives SPY's daily bars for the window's
+    buy-and-hold comparison; without it the page says the benchmark is not drawn.
     Writes the HTML and PNGs (replacing an earlier report of the same day and account)
     and records the report in the ``daily_reports`` table.
     """
@@ -180,7 +179,7 @@ def build_daily_report(
     )
     store, params = tracker.store, [account, day]
     trades = store.query_df(
-        "SELECT exit_time, agent, symbol, contract, side, qty, entry_price, exit_price, pnl,"
+        "SELECT entry_time, exit_time, agent, symbol, contract, side, qty, entry_price, exit_price, pnl,"
         " commission, exit_reason FROM trades WHERE account = ? AND day = ?"
         " ORDER BY exit_time, trade_id", params,
     )
@@ -202,6 +201,8 @@ def build_daily_report(
         " FROM agent_decisions WHERE account = ? AND day = ? GROUP BY agent ORDER BY agent", params,
     )
     risk_events = _risk_events(store, account, day)
+    tearsheet = collect([tracker], day - timedelta(days=lookback_days - 1), day,
+                        benchmark_source=benchmark_source)
 
     html_path, chart_dir = report_paths(day, account, reports_dir)
     window_label = f"last {lookback_days} days"
@@ -225,6 +226,7 @@ def build_daily_report(
         day=day, account=account, lookback_days=lookback_days, html_path=html_path,
         charts=drawn, day_metrics=day_metrics, window_metrics=window_metrics, trades=trades,
         agents=agents, risk_events=risk_events, predictions=predictions, decisions=decisions,
+        tearsheet=tearsheet,
     )
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(render_html(report), encoding="utf-8")
@@ -285,26 +287,12 @@ def _save_row(tracker: MetricsTracker, report: DailyReport, run_id: str | None) 
 # ---------------------------------------------------------------------- formatting
 
 
-def _fmt(value: Any, kind: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "undefined"
-    if kind == "money":
-        return f"{'-' if value < 0 else '+' if value > 0 else ''}${abs(value):,.2f}"
-    if kind == "dollars":
-        return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
-    if kind == "pct":
-        return f"{100 * value:.2f}%"
-    if kind == "int":
-        return f"{int(value):,d}"
-    return f"{value:.3f}"
-
-
 def display_tables(report: DailyReport) -> dict[str, pd.DataFrame]:
     """The report's tables with formatted values and readable headers (HTML and Markdown)."""
-    ny = calendar.NEW_YORK
     trades = report.trades
     trades_view = pd.DataFrame({
-        "exit (New York)": pd.to_datetime(trades["exit_time"], utc=True).dt.tz_convert(ny).dt.strftime("%H:%M:%S"),
+        "entry (New York)": ny_time(trades["entry_time"]),
+        "exit (New York)": ny_time(trades["exit_time"]),
         "agent": trades["agent"],
         "symbol": trades["symbol"],
         "contract": trades["contract"].fillna(""),
@@ -312,8 +300,8 @@ def display_tables(report: DailyReport) -> dict[str, pd.DataFrame]:
         "qty": trades["qty"].map(lambda v: f"{v:g}"),
         "entry": trades["entry_price"].map(lambda v: f"{v:,.2f}"),
         "exit": trades["exit_price"].map(lambda v: f"{v:,.2f}"),
-        "P&L": trades["pnl"].map(lambda v: _fmt(v, "money")),
-        "commission": trades["commission"].map(lambda v: _fmt(v, "money")),
+        "P&L": trades["pnl"].map(lambda v: fmt(v, "money")),
+        "commission": trades["commission"].map(lambda v: fmt(v, "money")),
         "exit reason": trades["exit_reason"].fillna(""),
     })
     a = report.agents
@@ -321,23 +309,22 @@ def display_tables(report: DailyReport) -> dict[str, pd.DataFrame]:
     agents_view = pd.DataFrame({
         "agent": a["agent"],
         "trades (day)": a["day_trades"],
-        "P&L (day)": a["day_pnl"].map(lambda v: _fmt(v, "money")),
-        "win rate (day)": a["day_win_rate"].map(lambda v: _fmt(_none(v), "pct")),
+        "P&L (day)": a["day_pnl"].map(lambda v: fmt(v, "money")),
+        "win rate (day)": a["day_win_rate"].map(lambda v: fmt(v, "pct")),
         f"trades ({window})": a["window_trades"],
-        f"P&L ({window})": a["window_pnl"].map(lambda v: _fmt(v, "money")),
-        f"win rate ({window})": a["window_win_rate"].map(lambda v: _fmt(_none(v), "pct")),
-        f"profit factor ({window})": a["window_profit_factor"].map(lambda v: _fmt(_none(v), "ratio")),
-        f"expectancy ({window})": a["window_expectancy"].map(lambda v: _fmt(_none(v), "money")),
+        f"P&L ({window})": a["window_pnl"].map(lambda v: fmt(v, "money")),
+        f"win rate ({window})": a["window_win_rate"].map(lambda v: fmt(v, "pct")),
+        f"profit factor ({window})": a["window_profit_factor"].map(lambda v: fmt(v, "ratio")),
+        f"expectancy ({window})": a["window_expectancy"].map(lambda v: fmt(v, "money")),
     })
-    r = report.risk_events
-    risk_view = pd.DataFrame({
-        "time (New York)": pd.to_datetime(r["ts"], utc=True).dt.tz_convert(ny).dt.strftime("%H:%M:%S"),
-        "kind": r["kind"],
-        "rule": r["rule"],
-        "symbol": r["symbol"].fillna(""),
-        "reason": r["reason"],
-        "values": r["values_json"],
-    })
+    # One row per (kind, rule, reason): a halted day refuses every bar with the same words.
+    r = report.risk_events.assign(time=ny_time(report.risk_events["ts"]).str[11:])
+    risk_view = (r.groupby(["kind", "rule", "reason"], sort=False)
+                 .agg(events=("ts", "size"), first=("time", "min"), last=("time", "max"),
+                      values=("values_json", "first"))
+                 .reset_index()
+                 .rename(columns={"first": "first (New York)", "last": "last (New York)",
+                                  "values": "values (first event)"}))
     p = report.predictions
     predictions_view = pd.DataFrame({
         "model": p["model"],
@@ -358,10 +345,6 @@ def _plural(count: int, noun: str) -> str:
     return f"{count:,d} {noun}{'' if count == 1 else 's'}"
 
 
-def _none(value: Any) -> Any:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
 def _metric_rows(prefix: str, rows: tuple, metrics: dict[str, Any]) -> str:
     out = []
     for key, label, kind in rows:
@@ -370,35 +353,14 @@ def _metric_rows(prefix: str, rows: tuple, metrics: dict[str, Any]) -> str:
         title = f' title="{html.escape(_UNDEFINED_WHY[key])}"' if value is None and key in _UNDEFINED_WHY else ""
         out.append(
             f"<tr><th>{html.escape(label)}</th><td class=\"num\" data-metric=\"{prefix}.{key}\" "
-            f"data-value=\"{exact}\"{title}>{html.escape(_fmt(value, kind))}</td></tr>"
+            f"data-value=\"{exact}\"{title}>{html.escape(fmt(value, kind))}</td></tr>"
         )
     return "\n".join(out)
-
-
-def _table(frame: pd.DataFrame, empty_message: str) -> str:
-    if frame.empty:
-        return f'<p class="empty">{html.escape(empty_message)}</p>'
-    return frame.to_html(index=False, escape=True, border=0, classes="data")
 
 
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
-
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1000px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
-th, td { padding: 0.25em 0.8em; text-align: left; border-bottom: 1px solid #eee; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.summary { display: flex; gap: 3em; flex-wrap: wrap; }
-.notice { background: #fff6d5; padding: 0.6em 1em; border-left: 4px solid #e6b800; }
-.empty { color: #777; font-style: italic; }
-figure { margin: 1em 0; } img { max-width: 100%; }
-.definitions { color: #555; font-size: 0.85em; }
-"""
 
 
 def render_html(report: DailyReport) -> str:
@@ -408,13 +370,14 @@ def render_html(report: DailyReport) -> str:
     esc = html.escape
     notice = "" if report.has_trades else (
         f'<p class="notice" data-metric="no_trades">No trades on {report.day}: the day\'s P&L is '
-        f"{_fmt(0.0, 'money')}; the window below still covers the last {report.lookback_days} days.</p>"
+        f"{fmt(0.0, 'money')}; the window below still covers the last {report.lookback_days} days.</p>"
     )
     chart_html = "\n".join(_image(path, name) for name, path in report.charts.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<link rel="icon" href="data:,">
 <title>TradeNova daily report {report.day} — {esc(report.account)}</title>
-<style>{_CSS}</style></head>
+<style>{CSS}</style></head>
 <body>
 <h1>TradeNova daily report — {report.day}</h1>
 <p>Account <code data-metric="account">{esc(report.account)}</code> · window
@@ -432,15 +395,17 @@ generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}</p>
 <h2>Charts</h2>
 {chart_html}
 <h2>Trades</h2>
-{_table(tables["trades"], f"No trades on {report.day}.")}
+{table(tables["trades"], f"No trades on {report.day}.")}
 <h2>Per agent</h2>
-{_table(tables["agents"], f"No trades in the last {report.lookback_days} days.")}
+{table(tables["agents"], f"No trades in the last {report.lookback_days} days.")}
 <h2>Risk events</h2>
-{_table(tables["risk_events"], "No risk events on this day.")}
+{table(tables["risk_events"], "No risk events on this day.")}
 <h2>Signal predictions</h2>
-{_table(tables["predictions"], "No predictions recorded on this day.")}
+{table(tables["predictions"], "No predictions recorded on this day.")}
 <h2>Agent decisions</h2>
-{_table(tables["decisions"], "No agent decisions recorded on this day.")}
+{table(tables["decisions"], "No agent decisions recorded on this day.")}
+<h1>The last {report.lookback_days} days as a tearsheet</h1>
+{sections(report.tearsheet, with_trades=False)}
 <h2>Definitions</h2>
 <p class="definitions">{esc(DEFINITIONS)}</p>
 </body></html>
