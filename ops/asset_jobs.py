@@ -16,6 +16,7 @@ training_job = dg.define_asset_job(
     selection=["training_dataset", "ppo_model", "grpo_model", "model_evaluation"],
     description="Retrain PPO and GRPO on recent sessions and evaluate them out of sample; the promotion "
     "sensor promotes a model whose evaluation passed.",
+    tags={"tradenova/job": "training"},  # the production profile's queue runs one at a time
 )
 
 live_account_job = dg.define_asset_job(

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "tradenova_dagster.risk.commands",
     "tradenova_dagster.metrics.commands",
     "tradenova_dagster.rl.commands",
+    "tradenova_dagster.deploy.commands",
 )
 
 
