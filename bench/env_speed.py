@@ -2,8 +2,9 @@
 
 Both envs step through the same 20 sessions of SPY 1-minute bars (the real year in
 ../shared/data if present, else the synthetic source) with random actions, resetting at
-the end of each episode; the env alone is timed (no policy). TradingEnv prices an option
-premium per step (from its per-day Black-Scholes grid); StocksEnv trades the share.
+the end of each episode; the env alone is timed (no policy). TradingEnv fills and marks an
+option per step at SimBroker's quotes (from its per-day grid of the market model's
+Black-Scholes bid/ask) and computes its potential-based shaping; StocksEnv trades the share.
 
     python bench/env_speed.py [--steps 300000]
 """

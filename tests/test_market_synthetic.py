@@ -73,3 +73,21 @@ def test_synthetic_spy_is_calibrated_to_real_spy(shared_data):
     close("vix_std", 0.35)
     close("vix_log_change_std", 0.2)
     assert synth_p["open_abs_ret_ratio"] > 1.3 and synth_p["close_volume_ratio"] > 3  # the U shapes are there
+    close("intraday_vol_to_vix", 0.1)
+    close("overnight_variance_share", 0.3)  # one year of gaps: a noisy figure on both sides
+
+
+@pytest.mark.realdata
+def test_the_market_models_volatility_parameters_are_real_spys(shared_data):
+    """The two realised-volatility figures the env, SimBroker and the synthetic source share
+    (``market.model``) are what real SPY and VIX show (``bench/calibration.py`` prints them)."""
+    from tradenova_dagster.market.files import FileMarketData
+    from tradenova_dagster.market.model import MarketModel
+    from tradenova_dagster.market.profile import volatility_calibration
+
+    source = FileMarketData(shared_data)
+    bars = pd.concat([source.bars("SPY", d) for d in calendar.trading_days("2022-09-30", "2023-09-29")])
+    measured = volatility_calibration(bars, source.vix_history("2022-01-01", "2023-12-31"))
+    model = MarketModel()
+    assert model.intraday_vol_to_vix == pytest.approx(measured["intraday_vol_to_vix"], abs=0.01)
+    assert model.overnight_variance_share == pytest.approx(measured["overnight_variance_share"], abs=0.01)

@@ -211,7 +211,7 @@ def test_training_dataset_reads_stored_bars_when_a_day_was_materialised(store):
     day = "2026-11-18"
     edited = source.bars("SPY", day)
     edited[["open", "high", "low", "close"]] *= 1.01
-    save_day(store, date(2026, 11, 18), {"SPY": edited}, "test")
+    save_day(store, date(2026, 11, 18), {"SPY": edited}, source.name)  # stored from this source
     dataset = build_dataset("SPY", [day, "2026-11-19"], source, store)
     np.testing.assert_allclose(dataset.days[0].closes, edited["close"].to_numpy())
     np.testing.assert_allclose(dataset.days[1].closes, source.bars("SPY", "2026-11-19")["close"].to_numpy())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rl_helpers import planted_day, synthetic_day
+from rl_helpers import synthetic_day
 from tradenova_dagster.market.data import get_source
 from tradenova_dagster.rl.dataset import TrainingDataset, day_context, load_day
 from tradenova_dagster.rl.env import EnvConfig, RewardWeights, TradingEnv
@@ -159,20 +159,32 @@ def test_feature_builder_refuses_bars_out_of_order_or_outside_the_session(day):
 
 
 # Expected values below come from an independent Black-Scholes (py_vollib, not the env's
-# market.options) on a hand-built day, with every convention written out as a number:
-# a year is 252 x 390 = 98,280 trading minutes; the contract expires two sessions after
-# today's close (2 x 390 minutes of carry); a fill at bar b's open has 390 - b minutes of
-# today left, a mark at bar b's close 390 - b - 1; vol = VIX 20 / 100; 1 contract = 100
-# shares; each fill crosses half of a 1%-of-mid spread (min $0.01) and pays $0.65; one
-# reward unit is 1% of the $10,000 capital = $100.
+# market.options) on a hand-built day, with every convention of the market model that
+# SimBroker quotes with (market.model / market.chain) written out as a number: a year is
+# 252 x 390 = 98,280 trading minutes; the contract expires two sessions after today's
+# close (2 x 390 minutes of carry); a fill at bar b's open has 390 - b minutes of today
+# left, a mark at bar b's close 390 - b - 1; implied vol = VIX 20 / 100 x (0.67 + 2.5 T)
+# x (1 - 1.46 x + 1.25 x^2), x = ln(K/S)/sqrt(T); rate 1.8%; the quote is max(0.01, 0.5%
+# of mid + 2.5% of intrinsic) wide, bid rounded down and ask up to the cent; 1 contract =
+# 100 shares; a buy pays the ask, a sale gets the bid, each pays $0.65; a position is
+# marked at (bid + ask) / 2; one reward unit is 1% of the $10,000 capital = $100.
 YEAR_MINUTES = 98_280
 CARRY_MINUTES = 2 * 390
 
 
-def _vollib_price(flag: str, spot: float, strike: float, minutes_left: float) -> float:
+def _sim_quote(flag: str, spot: float, strike: float, minutes_left: float) -> tuple[float, float]:
+    """(bid, ask) per share, by the numbers above."""
+    import math
+
     from py_vollib.black_scholes import black_scholes
 
-    return black_scholes(flag, spot, strike, minutes_left / YEAR_MINUTES, 0.0, 0.20)
+    t = minutes_left / YEAR_MINUTES
+    x = math.log(strike / spot) / math.sqrt(max(t, 1 / 252))
+    vol = 0.20 * min(max(0.67 + 2.5 * t, 0.5), 1.2) * min(max(1 - 1.46 * x + 1.25 * x * x, 0.5), 3.0)
+    mid = black_scholes(flag, spot, strike, t, 0.018, vol)
+    intrinsic = max(spot - strike, 0.0) if flag == "c" else max(strike - spot, 0.0)
+    width = max(0.01, 0.005 * mid + 0.025 * intrinsic)
+    return math.floor(round((mid - width / 2) * 100, 6)) / 100, math.ceil(round((mid + width / 2) * 100, 6)) / 100
 
 
 def _hand_built_day(opens: dict[int, float], closes: dict[int, float]) -> DayData:
@@ -201,30 +213,26 @@ def test_a_position_opened_at_t_fills_at_the_next_open_and_marks_at_its_close():
     obs, reward, _, _, info = env.step(np.array([0.9], dtype=np.float32))  # CALL, decided at bar 10
 
     # Filled at bar 11's open (500.30): strike 500 (ATM on the $1 grid), 1159 minutes left.
-    mid_open = _vollib_price("c", 500.30, 500.0, 379 + CARRY_MINUTES)
-    cost = mid_open * 1.005 * 100 + 0.65  # the ask (mid + half of 1%) for 100 shares, plus commission
-    mark = _vollib_price("c", 501.10, 500.0, 378 + CARRY_MINUTES) * 100  # at bar 11's close, at mid
-    assert cost == pytest.approx(451.41, abs=0.005) and mark == pytest.approx(490.73, abs=0.005)  # by hand
+    cost = _sim_quote("c", 500.30, 500.0, 379 + CARRY_MINUTES)[1] * 100 + 0.65  # the ask, plus commission
+    mark = sum(_sim_quote("c", 501.10, 500.0, 378 + CARRY_MINUTES)) / 2 * 100  # at bar 11's close, quoted mid
+    assert cost == pytest.approx(328.65, abs=0.005) and mark == pytest.approx(376.0, abs=0.005)  # ask 3.28, mid (3.73+3.79)/2
     assert info["bar"] == 11 and info["position"] == 1 and not info["trade_closed"]
-    assert info["pnl"] == pytest.approx(mark - cost, rel=1e-7)
-    assert reward == pytest.approx((mark - cost) / 100.0, rel=1e-7)
+    assert info["pnl"] == pytest.approx(mark - cost, rel=1e-9)
+    assert reward == pytest.approx((mark - cost) / 100.0, rel=1e-9)
     assert obs[N_MARKET_FEATURES] == 1.0  # position feature: a call
     assert obs[N_MARKET_FEATURES + 1] == pytest.approx((mark - cost) / cost, rel=1e-5)
     assert obs[N_MARKET_FEATURES + 2] == 0.0  # held 0 hours
 
     # Holding keeps the same contract (strike 500, not re-struck at 502): marked at bar 12's close.
     obs, reward, _, _, info = env.step(np.array([0.9], dtype=np.float32))
-    mark_12 = _vollib_price("c", 503.00, 500.0, 377 + CARRY_MINUTES) * 100
-    assert mark_12 - mark == pytest.approx(109.81, abs=0.005)
-    assert info["bar"] == 12 and info["pnl"] == pytest.approx(mark_12 - mark, rel=1e-7)
-    assert reward == pytest.approx((mark_12 - mark) / 100.0, rel=1e-7)
+    mark_12 = sum(_sim_quote("c", 503.00, 500.0, 377 + CARRY_MINUTES)) / 2 * 100
+    assert info["bar"] == 12 and info["pnl"] == pytest.approx(mark_12 - mark, rel=1e-9)
+    assert reward == pytest.approx((mark_12 - mark) / 100.0, rel=1e-9)
     assert obs[N_MARKET_FEATURES + 1] == pytest.approx((mark_12 - cost) / cost, rel=1e-5)
     assert obs[N_MARKET_FEATURES + 2] == pytest.approx(1 / 60)
 
 
-def test_a_round_trip_on_a_frozen_market_costs_one_spread_two_commissions_and_theta():
-    from py_vollib.black_scholes.greeks.analytical import theta
-
+def test_a_round_trip_on_a_frozen_market_costs_the_quoted_spread_and_two_commissions():
     frozen = _hand_built_day(opens={}, closes={})
     env = TradingEnv([frozen], config=EnvConfig(rewards=NO_SHAPING))
     env.reset(options={"day": 0, "start": 0})
@@ -232,20 +240,16 @@ def test_a_round_trip_on_a_frozen_market_costs_one_spread_two_commissions_and_th
 
     # PUT bought at bar 1's open (389 minutes left today), marked at bar 1's close (388),
     # sold at bar 3's open (387) = bar 2's close; strike 500, spot 500 throughout.
-    put = {m: _vollib_price("p", 500.0, 500.0, m + CARRY_MINUTES) for m in (389, 388, 387)}
-    bought = put[389] * 1.005 * 100 + 0.65
-    sold = put[387] * 0.995 * 100 - 0.65
-    assert pnl[0] == pytest.approx(put[388] * 100 - bought, rel=1e-7)
-    assert pnl[1] == pytest.approx((put[387] - put[388]) * 100, rel=1e-7)
-    assert pnl[2] == pytest.approx(sold - put[387] * 100, rel=1e-7)
-    assert sum(pnl) == pytest.approx(-6.0213, abs=1e-4)  # by hand: see above
-
-    # The loss is exactly one spread, two commissions and two minutes of theta: py_vollib's
-    # analytical theta is per calendar day (annual / 365), two minutes = 2 / 98,280 years.
-    spread = (put[389] + put[387]) * 0.005 * 100
-    decay = -theta("p", 500.0, 500.0, (388 + CARRY_MINUTES) / YEAR_MINUTES, 0.0, 0.20) * 365 * 2 / YEAR_MINUTES * 100
-    assert -sum(pnl) == pytest.approx(spread + 2 * 0.65 + decay, rel=1e-5)
-    assert decay > 0.3
+    put = {m: _sim_quote("p", 500.0, 500.0, m + CARRY_MINUTES) for m in (389, 388, 387)}
+    bought = put[389][1] * 100 + 0.65
+    sold = put[387][0] * 100 - 0.65
+    assert pnl[0] == pytest.approx(sum(put[388]) / 2 * 100 - bought, rel=1e-9)
+    assert pnl[1] == pytest.approx((sum(put[387]) - sum(put[388])) / 2 * 100, rel=1e-9, abs=1e-9)
+    assert sum(pnl) == pytest.approx(sold - bought, rel=1e-9)
+    # Two minutes of theta are far less than a cent a share: the quote does not move, and
+    # the round trip costs the quoted spread and two commissions, as SimBroker charges.
+    assert put[389] == put[387]
+    assert sum(pnl) == pytest.approx(-((put[389][1] - put[389][0]) * 100 + 2 * 0.65), abs=1e-9)
 
 
 def test_episodes_end_flat_before_the_close_and_report_trades(day):
@@ -264,55 +268,15 @@ def test_episodes_end_flat_before_the_close_and_report_trades(day):
         env.step(np.array([0.0], dtype=np.float32))
 
 
-def test_shaping_terms_whipsaw_and_early_exit():
-    day = planted_day("2024-03-05", seed=3)
-    base = EnvConfig(rewards=NO_SHAPING)
-    whipsaw = EnvConfig(rewards=dataclasses.replace(NO_SHAPING, whipsaw=0.5, whipsaw_bars=5))
-    actions = [1.0, 0.0, 1.0]  # open, close one bar later, reopen: two quick flips
-    _, plain, plain_info = _run(TradingEnv([day], config=base), actions, {"day": 0, "start": 0})
-    _, shaped, _ = _run(TradingEnv([day], config=whipsaw), actions, {"day": 0, "start": 0})
-    assert shaped[0] == pytest.approx(plain[0])  # the first entry is no whipsaw
-    assert shaped[1] == pytest.approx(plain[1] - 0.5) and shaped[2] == pytest.approx(plain[2] - 0.5)
-
-    # early exit: closing a winner earns a bonus proportional to its realised P&L
-    env = TradingEnv([day], config=base)
-    for start in range(0, 300):
-        env.reset(options={"day": 0, "start": start})
-        env.step(np.array([1.0], dtype=np.float32))
-        cost = env._entry_cost
-        _, reward_plain, _, _, info = env.step(np.array([0.0], dtype=np.float32))
-        if info["trade_closed"] and env._cash > 0:
-            break
-    else:
-        pytest.fail("no winning one-bar trade found on the planted day")
-    gain = env._cash  # cash after the round trip = the trade's realised P&L
-    bonus_env = TradingEnv([day], config=EnvConfig(rewards=dataclasses.replace(NO_SHAPING, early_exit=0.5)))
-    bonus_env.reset(options={"day": 0, "start": start})
-    bonus_env.step(np.array([1.0], dtype=np.float32))
-    _, reward_bonus, _, _, _ = bonus_env.step(np.array([0.0], dtype=np.float32))
-    assert cost > 0 and gain > 0
-    assert reward_bonus == pytest.approx(reward_plain + 0.5 * gain / base.scale)
-
-
-def test_theta_and_direction_shaping_signs():
-    day = planted_day("2024-03-05", seed=4)
-    base = EnvConfig(rewards=NO_SHAPING)
-    theta = EnvConfig(rewards=dataclasses.replace(NO_SHAPING, theta=1.0))
-    direction = EnvConfig(rewards=dataclasses.replace(NO_SHAPING, direction=1.0))
-    actions = [1.0] * 50
-    _, plain, _ = _run(TradingEnv([day], config=base), actions, {"day": 0, "start": 0})
-    _, with_theta, _ = _run(TradingEnv([day], config=theta), actions, {"day": 0, "start": 0})
-    _, with_direction, _ = _run(TradingEnv([day], config=direction), actions, {"day": 0, "start": 0})
-    assert all(t < p for t, p in zip(with_theta, plain))  # holding always pays time decay
-    moves = np.clip(day.features[1:51, 0], -3, 3)
-    np.testing.assert_allclose(np.array(with_direction) - np.array(plain), moves, rtol=1e-6, atol=1e-9)
-
-
 def test_bad_inputs_are_refused_with_the_field_named(day):
-    with pytest.raises(ValueError, match="spread_pct"):
-        EnvConfig(spread_pct=-0.1)
+    with pytest.raises(ValueError, match="contracts"):
+        EnvConfig(contracts=0)
+    with pytest.raises(ValueError, match="EnvConfig.market"):
+        EnvConfig(market="black-scholes")
     with pytest.raises(ValueError, match="reward weight whipsaw"):
         RewardWeights(whipsaw=-1)
+    with pytest.raises(ValueError, match="reward weight gamma"):
+        RewardWeights(gamma=0.0)
     env = TradingEnv([day])
     with pytest.raises(ValueError, match="not one of"):
         env.reset(options={"day": "2024-03-06"})
@@ -347,3 +311,19 @@ def test_dataset_save_load_round_trip(tmp_path):
         assert a.context == b.context and a.session_minutes == b.session_minutes
     with pytest.raises(ValueError, match="not in the dataset"):
         dataset.select(["2024-11-26"])
+
+
+def test_the_config_round_trips_with_its_market_model_and_old_fields_are_ignored():
+    import json
+
+    from tradenova_dagster.market.chain import DEFAULT_MODEL, SpreadModel
+
+    market = dataclasses.replace(DEFAULT_MODEL, rate=0.03, spread=SpreadModel(pct_of_mid=0.02))
+    config = EnvConfig(market=market, rewards=RewardWeights(theta=0.2, gamma=1.0))
+    loaded = EnvConfig.from_dict(json.loads(json.dumps(config.as_dict())))  # as a model's metadata stores it
+    assert loaded == config and loaded.market.spread.pct_of_mid == 0.02
+    assert EnvConfig().market is DEFAULT_MODEL  # the env prices with SimBroker's model unless told otherwise
+    # configs saved before the one market model carried the env's own vol and spread
+    old = {"iv_scale": 1.0, "rate": 0.0, "spread_pct": 0.01, "min_spread": 0.01, "threshold": 0.4,
+           "rewards": {"theta": 0.5, "whipsaw_bars": 5}}
+    assert EnvConfig.from_dict(old) == EnvConfig(threshold=0.4)

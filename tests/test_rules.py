@@ -94,15 +94,14 @@ def test_the_env_buys_the_rules_contract(base, expiry_days):
 def test_the_env_prices_the_rules_strike():
     spot = 600.5  # round-half-even: the 600 strike
     day = _day(REGULAR, [spot])
-    config = EnvConfig(rewards=NO_SHAPING)
-    env = TradingEnv([day], config=config)
+    env = TradingEnv([day], config=EnvConfig(rewards=NO_SHAPING))
     env.reset(options={"day": 0, "start": 0})
     info = env.step(np.array([1.0], dtype=np.float32))[4]
-    strike = rules.atm_strike(spot)
-    minutes_left = day.session_minutes - day.minutes[1] + 390 * config.expiry_days
-    mid = bs_price(spot, strike, minutes_left / (252 * 390), 0.2, 0.0, True)
-    ask = mid + 0.5 * max(config.spread_pct * mid, config.min_spread)
-    mark = bs_price(spot, strike, (minutes_left - 1) / (252 * 390), 0.2, 0.0, True)
+    contract = rules.select_contract("SPY", day.day, spot, 1)
+    assert contract.strike == 600.0
+    opened = pd.Timestamp(int(day.timestamps[1]), tz="UTC")  # filled at bar 1's open, marked at its close
+    ask = chain.DEFAULT_MODEL.quote(contract, spot, opened, 20.0).ask  # SimBroker's quote: one market model
+    mark = chain.DEFAULT_MODEL.quote(contract, spot, opened + pd.Timedelta(minutes=1), 20.0).mid
     assert info["pnl"] == pytest.approx((mark - ask) * 100 - rules.OPTION_COMMISSION_PER_CONTRACT, rel=1e-9)
 
 

@@ -1,13 +1,16 @@
 """SimBroker's market: its settings (``SimConfig``), what an update says, quotes and costs.
 
 Equities are quoted ``max($0.01, equity_spread_bps × price)`` wide around the last
-price. Options are quoted by ``market.chain.OptionMarketModel`` (``SimConfig.options``):
-its premium (Black-Scholes on a fitted smile, from the underlying's price, the VIX level
-and the time to expiry) and its spread model around it — this module prices nothing of
-its own. Intrinsic value comes from ``rules.intrinsic_value``.
+price. Options are quoted by ``market.chain.OptionMarketModel`` (``SimConfig.options``),
+a ``market.model.MarketModel``: its premium (Black-Scholes on a fitted smile, from the
+underlying's price, the VIX level and the time to expiry) and its spread model around
+it — this module prices nothing of its own, and the RL environment quotes with the same
+model, so the two charge the same for the same contract. Intrinsic value comes from
+``rules.intrinsic_value``.
 
 Costs: options pay ``SimConfig.option_commission_per_contract`` (default
-``rules.OPTION_COMMISSION_PER_CONTRACT``) on every buy and sell; equities pay
+``rules.OPTION_COMMISSION_PER_CONTRACT``) on every buy and sell, through
+``market.model.option_commission`` (the env's commission function too); equities pay
 ``equity_commission_per_share`` and the SEC fee on the notional of sales.
 """
 
@@ -29,6 +32,7 @@ from tradenova_dagster.domain import (
     require_symbol,
 )
 from tradenova_dagster.market.chain import DEFAULT_MODEL, OptionMarketModel
+from tradenova_dagster.market.model import option_commission
 from tradenova_dagster.rules import OPTION_COMMISSION_PER_CONTRACT, intrinsic_value
 
 EPS = 1e-9
@@ -118,7 +122,7 @@ def underlying_of(symbol: str) -> str:
 def fee(config: SimConfig, symbol: str, side: Side, qty: float, price: float) -> float:
     """What one fill of ``qty`` at ``price`` costs in commission and fees."""
     if is_option(symbol):
-        return round(config.option_commission_per_contract * qty, 6)
+        return option_commission(config.option_commission_per_contract, qty)
     cost = config.equity_commission_per_share * qty
     if side is Side.SELL:
         cost += config.sec_fee_rate * qty * price
@@ -151,7 +155,7 @@ class Pricer:
             contract = OptionContract.parse(symbol)
             model = self.config.options
             mid = float(model.mid(contract, underlying_price, ts, self.vix_for(contract.underlying)))
-            return model.spread.bid_ask(mid, intrinsic_value(contract, underlying_price))
+            return model.bid_ask(mid, intrinsic_value(contract, underlying_price))
         half = max(0.01, self.config.equity_spread_bps * 1e-4 * underlying_price) / 2
         return round_price(max(underlying_price - half, 0.0)), round_price(underlying_price + half)
 

@@ -1,8 +1,9 @@
 """A generated option chain: volatility smile, bid/ask spreads, weekly expiries, contract choice.
 
 The simulated broker has no options feed, so it quotes every contract itself from the
-underlying price, the VIX level and the time to expiry, with Black-Scholes
-(``market.options``). The model is small, and its numbers are fitted to the real SPY
+underlying price, the VIX level and the time to expiry, with the market model
+(``market.model``: Black-Scholes on the surface below, the spread model, the clock),
+which the RL environment prices with too. The model is small, and its numbers are fitted to the real SPY
 chain of 2026-05-01 in ``../shared/data`` (spot 720.65, VIX 16.99; calls and puts within
 4% of spot on the 1- to 4-week expiries, spreads under 5%, least squares on log prices):
 
@@ -21,7 +22,8 @@ chain of 2026-05-01 in ``../shared/data`` (spot 720.65, VIX 16.99; calls and put
   A 10-cent option is therefore about 10% wide, which the risk rule (spread > 5% of mid)
   refuses, as it would refuse the real one.
 - **Time** counts trading minutes to the expiry's close (252 × 390 a year, the convention
-  of ``market.options`` and the RL environment): a weekend does not decay an option.
+  of ``market.model`` and the RL environment): a weekend does not decay an option. The
+  clock functions live in ``market.model`` and are importable from here.
 - **Expiries**: one per week, the last trading day of the week (Friday, or Thursday when
   Friday is a holiday). **Strikes**: every ``strike_step`` dollars (SPY lists $1 strikes,
   ``rules.STRIKE_STEP``); at the money is ``rules.atm_strike``, and intrinsic value is
@@ -30,64 +32,32 @@ chain of 2026-05-01 in ``../shared/data`` (spot 720.65, VIX 16.99; calls and put
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from tradenova_dagster.domain import OptionContract, OptionType, Quote, require_aware, require_price
 from tradenova_dagster.market import calendar
-from tradenova_dagster.market.options import MINUTES_PER_YEAR, bs_delta, bs_price
+from tradenova_dagster.market.model import (
+    MarketModel,
+    SpreadModel,
+    expiry_close,
+    trading_minutes_to_expiry,
+    years_to_expiry,
+)
+from tradenova_dagster.market.options import bs_delta, bs_price
 from tradenova_dagster.rules import STRIKE_STEP, atm_strike, intrinsic, intrinsic_value
 
-MIN_SMILE_TIME = 1.0 / 252  # below a day the smile stops steepening (avoids 1/sqrt(0))
+__all__ = [  # the clock and the spread model live in market.model; they stay importable from here
+    "DEFAULT_MODEL", "OptionMarketModel", "SpreadModel", "expiry_close", "generate_chain", "intrinsic_value",
+    "nearest_weekly_expiry", "option_quote", "select_contract", "trading_minutes_to_expiry", "weekly_expiries",
+    "years_to_expiry",
+]
 
 
 # --------------------------------------------------------------------------- time
-
-
-@lru_cache(maxsize=4096)
-def _open_close(day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    return calendar.session_open_close(day)
-
-
-@lru_cache(maxsize=4096)
-def _full_session_minutes_after(day: date, expiry: date) -> float:
-    """Trading minutes of the sessions strictly after ``day`` up to ``expiry`` inclusive."""
-    if expiry <= day:
-        return 0.0
-    total = 0.0
-    for session in calendar.trading_days(day + timedelta(days=1), expiry):
-        open_, close = _open_close(session)
-        total += (close - open_).total_seconds() / 60.0
-    return total
-
-
-def expiry_close(expiry: date) -> pd.Timestamp:
-    """When a contract stops trading: the close of its expiry session (UTC)."""
-    return _open_close(calendar.require_trading_day(expiry, "expiry"))[1]
-
-
-def trading_minutes_to_expiry(now: datetime, expiry: date) -> float:
-    """Trading minutes from ``now`` until the close of ``expiry``; 0 once it has passed."""
-    now = pd.Timestamp(require_aware("now", now)).tz_convert("UTC")
-    close = expiry_close(expiry)
-    if now >= close:
-        return 0.0
-    today = now.tz_convert(calendar.NEW_YORK).date()
-    minutes = 0.0
-    if calendar.is_trading_day(today):
-        open_, today_close = _open_close(today)
-        if now < today_close:
-            minutes += (today_close - max(now, open_)).total_seconds() / 60.0
-    return minutes + _full_session_minutes_after(today, expiry)
-
-
-def years_to_expiry(now: datetime, expiry: date) -> float:
-    return trading_minutes_to_expiry(now, expiry) / MINUTES_PER_YEAR
 
 
 def weekly_expiries(now: datetime, weeks: int = 4) -> list[date]:
@@ -102,7 +72,7 @@ def weekly_expiries(now: datetime, weeks: int = 4) -> list[date]:
     found: list[date] = []
     while len(found) < weeks:
         days = calendar.trading_days(monday, monday + timedelta(days=4))
-        if days and now < _open_close(days[-1])[1]:
+        if days and now < expiry_close(days[-1]):
             found.append(days[-1])
         monday += timedelta(days=7)
     return found
@@ -126,79 +96,27 @@ def nearest_weekly_expiry(now: datetime, min_days: int = 0) -> date:
 
 
 @dataclass(frozen=True)
-class SpreadModel:
-    """Quoted width ``max(min_spread, pct_of_mid × mid + pct_of_intrinsic × intrinsic)``."""
-
-    min_spread: float = 0.01
-    pct_of_mid: float = 0.005
-    pct_of_intrinsic: float = 0.025
-    tick: float = 0.01
-
-    def __post_init__(self) -> None:
-        for name in ("min_spread", "tick"):
-            require_price(name, getattr(self, name))
-        for name in ("pct_of_mid", "pct_of_intrinsic"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-
-    def bid_ask(self, mid, intrinsic=0.0):
-        """(bid, ask) around ``mid`` on the tick grid; the bid never below 0, the ask at
-        least one tick (a zero ask is not a market)."""
-        mid, intrinsic = np.asarray(mid, dtype=float), np.asarray(intrinsic, dtype=float)
-        width = np.maximum(self.min_spread, self.pct_of_mid * mid + self.pct_of_intrinsic * intrinsic)
-        bid = np.floor((mid - width / 2) / self.tick + 1e-9) * self.tick
-        ask = np.ceil((mid + width / 2) / self.tick - 1e-9) * self.tick
-        bid = np.round(np.maximum(bid, 0.0), 6)
-        ask = np.round(np.maximum(ask, np.maximum(bid + self.tick, self.tick)), 6)
-        if bid.ndim:
-            return bid, ask
-        return float(bid), float(ask)
-
-
-@dataclass(frozen=True)
-class OptionMarketModel:
-    """How the simulated market quotes options (see the module docstring for the numbers).
+class OptionMarketModel(MarketModel):
+    """How the simulated market lists and quotes options: the shared :class:`MarketModel`
+    (surface, carry, spread) plus the strike grid and the size shown at the touch.
 
     Every pricing method takes ``vix``, the volatility index level as quoted (16.99, not
     0.1699): the model turns it into the ATM volatility of each expiry and a smile.
     """
 
-    rate: float = 0.018
-    term_base: float = 0.67
-    term_slope: float = 2.5
-    skew: float = 1.46
-    curvature: float = 1.25
     strike_step: float = STRIKE_STEP
     displayed_size: int = 50  # contracts shown at the bid and at the ask
-    spread: SpreadModel = field(default_factory=SpreadModel)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_price("strike_step", self.strike_step)
-        require_price("term_base", self.term_base)
-        for name in ("rate", "term_slope", "skew", "curvature"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value < 10):
-                raise ValueError(f"{name} must be in [0, 10), got {value!r}")
         if not (isinstance(self.displayed_size, int) and self.displayed_size >= 1):
             raise ValueError(f"displayed_size must be a whole number >= 1, got {self.displayed_size!r}")
 
-    def atm_iv(self, vix, t):
-        """At-the-money implied volatility (decimal) of an expiry ``t`` years away."""
-        return np.asarray(vix, dtype=float) / 100.0 * np.clip(self.term_base + self.term_slope * np.asarray(t), 0.5, 1.2)
-
-    def smile_vol(self, strike, spot, t, vix):
-        """Implied volatility of a strike: the expiry's ATM level shaped by the smile."""
-        strike, spot, t = (np.asarray(x, dtype=float) for x in (strike, spot, t))
-        x = np.log(strike / spot) / np.sqrt(np.maximum(t, MIN_SMILE_TIME))
-        vol = self.atm_iv(vix, t) * np.clip(1.0 - self.skew * x + self.curvature * x * x, 0.5, 3.0)
-        return vol if vol.ndim else float(vol)
-
     def mid(self, contract: OptionContract, spot, now: datetime, vix):
         """Model premium per share (vectorised over ``spot``): Black-Scholes on the smile."""
-        t = years_to_expiry(now, contract.expiry)
-        vol = self.smile_vol(contract.strike, spot, t, vix)
-        return bs_price(spot, contract.strike, t, vol, self.rate, contract.option_type is OptionType.CALL)
+        return self.premium(spot, contract.strike, years_to_expiry(now, contract.expiry), vix,
+                            contract.option_type is OptionType.CALL)
 
     def quote(self, contract: OptionContract | str, spot: float, now: datetime, vix: float) -> Quote:
         """The bid/ask this model shows for one contract at ``now``."""
@@ -207,7 +125,7 @@ class OptionMarketModel:
         spot = require_price("spot", spot)
         vix = require_price("vix", vix)
         mid = float(self.mid(contract, spot, now, vix))
-        bid, ask = self.spread.bid_ask(mid, intrinsic_value(contract, spot))
+        bid, ask = self.bid_ask(mid, intrinsic_value(contract, spot))
         return Quote(contract.symbol, pd.Timestamp(now).to_pydatetime(), bid, ask,
                      self.displayed_size, self.displayed_size)
 
@@ -231,7 +149,7 @@ class OptionMarketModel:
             for option_type in (OptionType.CALL, OptionType.PUT):
                 is_call = option_type is OptionType.CALL
                 mid = bs_price(spot, strikes, t, vol, self.rate, is_call)
-                bid, ask = self.spread.bid_ask(mid, intrinsic(spot, strikes, is_call))
+                bid, ask = self.bid_ask(mid, intrinsic(spot, strikes, is_call))
                 frames.append(pd.DataFrame({
                     "symbol": [OptionContract(underlying, expiry, option_type, float(k)).symbol for k in strikes],
                     "underlying": underlying.upper(), "expiry": expiry, "option_type": option_type.value,

@@ -17,7 +17,11 @@ from scipy.special import ndtr
 from tradenova_dagster.rules import intrinsic as _intrinsic
 
 MIN_TIME = 1e-6  # about 30 seconds: the price at expiry is the intrinsic value
-MINUTES_PER_YEAR = 252 * 390  # trading-time convention used for intraday decay
+TRADING_DAYS_PER_YEAR = 252
+SESSION_MINUTES = 390  # a full regular session, 09:30-16:00 New York
+# The clock of every option price in TradeNova (see ``market.model``): a year is 252 full
+# sessions of trading minutes, and volatility is annualised on it.
+MINUTES_PER_YEAR = TRADING_DAYS_PER_YEAR * SESSION_MINUTES
 
 
 def _d1_d2(spot, strike, t, vol, rate):
@@ -49,7 +53,9 @@ def bs_delta(spot, strike, t, vol, rate=0.0, is_call=True):
 
 
 def bs_theta(spot, strike, t, vol, rate=0.0, is_call=True):
-    """Time decay per year (negative for a long option); divide by 252 for a trading day."""
+    """∂V/∂t per year of ``t``'s clock (negative for a long option): on TradeNova's
+    trading-minute clock divide by ``MINUTES_PER_YEAR`` for a minute of session
+    (``MarketModel.theta_per_minute``)."""
     spot, strike, t, vol, rate = (np.asarray(x, dtype=float) for x in (spot, strike, t, vol, rate))
     d1, d2, t_eff = _d1_d2(spot, strike, t, vol, rate)
     pdf = np.exp(-0.5 * d1 * d1) / np.sqrt(2 * np.pi)

@@ -6,9 +6,11 @@ measures both and the README shows the comparison):
 
 - VIX follows a mean-reverting log process (long-run level ~18.5, daily log-change
   std ~0.068 like Cboe's history) and is negatively correlated with returns (-0.8; real SPY/VIX: -0.82).
-- A session's return has std 0.9 × the previous VIX / √252 (realised volatility runs
-  below implied), the sum of an independent overnight gap (35% of the variance) and
-  open-to-close move (65%).
+- Daily moves come from the market model (``market.model.MarketModel``, the assumptions
+  the RL environment and SimBroker share): the open-to-close move has std
+  ``intraday_vol_to_vix`` (0.67) × the previous VIX / 100 / √252 (realised volatility runs
+  below implied), and an independent overnight gap carries ``overnight_variance_share``
+  (35%) of the day's variance — both measured on real SPY (``bench/calibration.py``).
 - Inside the session, 1-minute returns are Student-t (4 d.o.f., fat tails) with a
   U-shaped variance profile (about 1.8× the midday size in the first ten minutes and
   1.5× in the last ten), bridged so that the minutes add up to the session's move.
@@ -32,6 +34,7 @@ import pandas as pd
 
 from tradenova_dagster.market import calendar
 from tradenova_dagster.market.data import MarketDataSource, finish_bars, normalise_request
+from tradenova_dagster.market.model import MarketModel
 
 SEED = 20_260_101
 ANCHOR_DAY = pd.Timestamp("2026-11-20")  # prices are pinned to their base level on this day
@@ -42,8 +45,8 @@ VIX_REVERSION = 0.02
 VIX_SHOCK = 0.068
 VIX_RETURN_CORR = -0.8
 VIX_FLOOR = 9.0
-REALISED_TO_IMPLIED = 0.9
-GAP_VARIANCE_SHARE = 0.35
+MARKET = MarketModel()  # the realised-volatility parameters the env and SimBroker assume too
+GAP_VARIANCE_SHARE = MARKET.overnight_variance_share
 ANNUAL_DRIFT = 0.07
 T_DOF = 4
 
@@ -69,7 +72,7 @@ def _market_series() -> pd.DataFrame:
         log_vix[t] = log_vix[t - 1] + VIX_REVERSION * (VIX_LONG_RUN - log_vix[t - 1]) + VIX_SHOCK * shock[t]
     vix = np.maximum(np.exp(log_vix), VIX_FLOOR)
     prev_vix = np.concatenate([[vix[0]], vix[:-1]])
-    sigma = REALISED_TO_IMPLIED * prev_vix / 100 / np.sqrt(252)
+    sigma = MARKET.daily_sigma(prev_vix)
     return pd.DataFrame(
         {"vix": np.round(vix, 2), "sigma": sigma, "z": z, "gap_z": gap_z},
         index=pd.DatetimeIndex(sessions.tz_localize(None) if sessions.tz else sessions, name="day"),

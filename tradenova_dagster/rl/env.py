@@ -17,28 +17,44 @@ The contract model (every number is a field of :class:`EnvConfig`):
 - **Contract.** One ATM contract (``contracts``): ``rules.select_contract`` — strike =
   the underlying at the fill rounded to ``strike_step`` ($1, SPY's strike grid, by
   ``rules.atm_strike``), expiring at the close of the session ``expiry_days`` sessions
-  later (2: a short-dated weekly-style option; 0 = 0DTE). Time to expiry counts trading
-  minutes (252 × 390 a year), so theta accrues minute by minute while the market is open.
-- **Premium.** Black-Scholes (``market.options``) on the underlying, implied volatility =
-  the day's VIX / 100 × ``iv_scale`` (known at the open), rate ``rate``.
-- **Costs.** Every fill crosses half the quoted spread — ``max(spread_pct × mid,
-  min_spread)`` wide — and pays ``commission`` per contract
-  (``rules.OPTION_COMMISSION_PER_CONTRACT`` by default), on entry and on exit.
-  P&L is marked at mid, so a round trip costs one full spread plus two commissions.
+  later (2: a short-dated weekly-style option; 0 = 0DTE).
+- **Prices: SimBroker's.** ``market`` (default ``market.chain.DEFAULT_MODEL``, the very
+  model SimBroker quotes with) prices every contract: Black-Scholes on its implied-vol
+  surface at the day's VIX, time in trading minutes to the expiry's close
+  (``market.model.session_minutes_to_expiry``, the chain's clock), its spread model
+  around the premium. A buy fills at the ask, a sell at the bid, each paying
+  ``commission`` per contract (``market.model.option_commission``, SimBroker's fee
+  function); a position is marked at the quoted mid ``(bid + ask) / 2`` as SimBroker
+  marks it. So a step's P&L is what the ledger would book for the same fills.
 
 Reward (per step, in units of ``reward_scale`` dollars — 1% of ``capital`` by default)::
 
-    pnl            × change in account value (the option's mark-to-mid P&L, after costs)
-  + direction      × position × next-bar return (z-score, clipped ±3): correct direction +
-  - whipsaw        for each position change within ``whipsaw_bars`` of the previous one
-  + early_exit     × realised P&L of a winning trade the agent closed itself (a bonus for
-                     banking a winner before decay eats it; the forced close earns none)
-  - theta          × the step's theta decay of the held contract (time decay −)
+    r = pnl × (after-cost change in account value) + (γ Φ(s') − Φ(s))
+
+The first term is the ledger's P&L. Of the seed's shaping terms, two are real costs and
+are in it already: a **whipsaw** pays the spread and commissions of the flip, and
+**theta** is in the option's price (the mark decays as trading minutes pass). Every
+shaping term is then potential-based (Ng, Harada & Russell 1999: ``F = γΦ(s') − Φ(s)``
+cannot change which policy is optimal), with ``Φ = 0`` whenever the agent is flat —
+so at the start and at the end of every episode — and, while a position is held::
+
+    Φ = direction  × Σ (position × bar return z-score, clipped ±3) over the held bars
+      − theta      × Σ (the held contract's Black-Scholes decay per bar, $) over the held bars
+      − early_exit × max(unrealised P&L, 0)          (a winner not yet banked)
+      − whipsaw    × (what selling now would cost: mark − bid, plus commission)
+
+Holding earns the direction term and pays the theta term bar by bar; the close of the
+position returns both (Φ back to 0), banks the early-exit bonus (a winner closed earns
+``early_exit × its unrealised gain``; so does the forced close at the end — a bonus
+that only the agent's own closes earned could change the optimal policy), and brings
+forward the exit cost the whipsaw term charged at entry. γ is ``rewards.gamma``: set it
+to the agent's discount. Over any stretch of steps, the discounted shaping sums to
+``γ^n Φ(end) − Φ(start)`` (a test checks it); over a whole episode to 0.
 
 ``info["pnl"]`` is always the plain dollar P&L; evaluation measures that, never the shaped
-reward. Option prices of every strike the day can touch are precomputed once per day
-(a few thousand Black-Scholes evaluations), so ``step`` is array indexing and float
-arithmetic only, with no pandas and no pricing.
+reward. Quotes of every strike the day can touch are precomputed once per day (a few
+thousand Black-Scholes evaluations), so ``step`` is array indexing and float arithmetic
+only, with no pandas and no pricing.
 """
 
 from __future__ import annotations
@@ -56,10 +72,11 @@ from gymnasium import spaces
 from tradenova_dagster import rules
 from tradenova_dagster.domain import OPTION_MULTIPLIER, OptionContract, OptionType
 from tradenova_dagster.market import calendar
+from tradenova_dagster.market.chain import DEFAULT_MODEL, OptionMarketModel
 from tradenova_dagster.market.data import MarketDataSource, get_source
-from tradenova_dagster.market.options import MINUTES_PER_YEAR, bs_price, bs_theta
+from tradenova_dagster.market.model import option_commission, session_minutes_to_expiry
+from tradenova_dagster.market.options import MINUTES_PER_YEAR
 from tradenova_dagster.rl.features import (
-    FULL_DAY_MINUTES,
     N_FEATURES,
     N_MARKET_FEATURES,
     OBS_CLIP,
@@ -75,19 +92,33 @@ direction_for = rules.direction_for
 
 @dataclass(frozen=True)
 class RewardWeights:
-    """Weights of the reward terms (see the module docstring); all >= 0, 0 switches one off."""
+    """Weights of the reward terms (see the module docstring); all >= 0, 0 switches one off.
+
+    ``pnl`` scales the ledger's P&L; the others weight potential-based shaping terms, so
+    none of them changes the optimal policy. ``gamma`` is the discount of the shaping
+    (``F = γΦ(s') − Φ(s)``): the agent's own discount (PPO's 0.99, GRPO's 1.0).
+    """
 
     pnl: float = 1.0
     direction: float = 0.02
     whipsaw: float = 0.05
-    whipsaw_bars: int = 5
     early_exit: float = 0.1
     theta: float = 0.5
+    gamma: float = 0.99
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not (math.isfinite(value) and value >= 0):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"reward weight {name} must be finite and >= 0, got {value!r}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"reward weight gamma must be in (0, 1], got {self.gamma!r}")
+
+
+# Fields of configs saved by older versions, ignored on load: the environment now prices
+# with the market model (``market``) that SimBroker uses, and the whipsaw term is a real
+# cost plus a potential, with no window.
+_OBSOLETE = ("flatten_bars", "iv_scale", "rate", "spread_pct", "min_spread")
+_OBSOLETE_REWARDS = ("whipsaw_bars",)
 
 
 @dataclass(frozen=True)
@@ -96,16 +127,13 @@ class EnvConfig:
     contracts: int = 1
     expiry_days: int = rules.EXPIRY_SESSIONS
     strike_step: float = rules.STRIKE_STEP
-    iv_scale: float = 1.0
-    rate: float = 0.0
-    spread_pct: float = 0.01
-    min_spread: float = 0.01
     commission: float = rules.OPTION_COMMISSION_PER_CONTRACT
     capital: float = 10_000.0
     reward_scale: float | None = None  # dollars per reward unit; None = 1% of capital
     episode_bars: int | None = None  # None = from the start bar to the flatten bar
     random_start: bool = False  # with episode_bars: a reset without "start" picks one at random
     rewards: RewardWeights = field(default_factory=RewardWeights)
+    market: OptionMarketModel = DEFAULT_MODEL
 
     def __post_init__(self) -> None:
         checks = {
@@ -113,9 +141,6 @@ class EnvConfig:
             "contracts": self.contracts >= 1,
             "expiry_days": self.expiry_days >= 0,
             "strike_step": self.strike_step > 0,
-            "iv_scale": self.iv_scale > 0,
-            "spread_pct": 0 <= self.spread_pct < 1,
-            "min_spread": self.min_spread >= 0,
             "commission": self.commission >= 0,
             "capital": self.capital > 0,
             "reward_scale": self.reward_scale is None or self.reward_scale > 0,
@@ -126,6 +151,10 @@ class EnvConfig:
                 raise ValueError(f"EnvConfig.{name}: invalid value {getattr(self, name)!r}")
         if isinstance(self.rewards, dict):
             object.__setattr__(self, "rewards", RewardWeights(**self.rewards))
+        if isinstance(self.market, dict):
+            object.__setattr__(self, "market", OptionMarketModel(**self.market))
+        if not isinstance(self.market, OptionMarketModel):
+            raise ValueError(f"EnvConfig.market: expected an OptionMarketModel, got {self.market!r}")
 
     @property
     def scale(self) -> float:
@@ -136,55 +165,85 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "EnvConfig":
-        values = dict(values or {})
-        # Models saved before the flatten time came from the timetable carry a bar count
-        # (``flatten_bars``, always 10 one-minute bars = the timetable's 10 minutes).
-        values.pop("flatten_bars", None)
-        if "rewards" in values and isinstance(values["rewards"], dict):
-            values["rewards"] = RewardWeights(**values["rewards"])
+        values = {k: v for k, v in (values or {}).items() if k not in _OBSOLETE}
+        if isinstance(values.get("rewards"), dict):
+            values["rewards"] = RewardWeights(**{k: v for k, v in values["rewards"].items()
+                                                 if k not in _OBSOLETE_REWARDS})
         return cls(**values)
 
 
 @dataclass
 class _DayPricing:
     """Per-day precomputed values, as nested Python lists so that ``step`` does float
-    arithmetic on plain floats: ``open_price[kind][strike][bar]`` (kind 0 = call, 1 =
-    put; per share), the same at each bar's close, and the shaping terms already in
-    reward units (the theta penalty per held bar, the direction term per unit position)."""
+    arithmetic on plain floats: ``ask_open[kind][strike][bar]`` (kind 0 = call, 1 = put)
+    is what a buy at the bar's open pays per contract, commission included, and
+    ``bid_open`` what a sale there receives; ``mark`` is the quoted mid at the bar's close
+    and ``bid_close`` what the end-of-episode sale there receives (per contract). The
+    shaping potential (reward units, early-exit term aside) of holding a contract bought
+    at bar ``e``, at bar ``o``, is ``potential[o] − potential_base[e]``: ``potential`` sums
+    what each bar held adds (the direction term for the contract's side minus the theta
+    term) up to bar ``o`` and subtracts the whipsaw term at ``o``; ``potential_base[e]`` is
+    that sum up to bar ``e − 1``."""
 
     strikes: list  # the strike grid priced for the day
     atm: list  # index in ``strikes`` of rules.atm_strike(each bar's open): the contract a fill there buys
-    open_price: list
-    close_price: list
-    theta_penalty: list
-    direction_bonus: list
+    ask_open: list
+    bid_open: list
+    mark: list
+    bid_close: list
+    potential: list
+    potential_base: list
+
+
+def quote_grid(model: OptionMarketModel, spots: np.ndarray, strikes: np.ndarray, minutes_left: np.ndarray,
+               vix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bid and ask per share, shape (2 kinds [call, put], strikes, bars), of contracts
+    with ``minutes_left`` trading minutes to expiry at each bar: ``model.mid`` and
+    ``model.bid_ask`` — SimBroker's quote — on a whole day's grid at once."""
+    spot = spots[None, None, :]
+    strike = strikes[None, :, None]
+    is_call = np.array([True, False])[:, None, None]
+    t = (minutes_left / MINUTES_PER_YEAR)[None, None, :]
+    mid = model.premium(spot, strike, t, vix, is_call)
+    return model.bid_ask(mid, rules.intrinsic(spot, strike, is_call))
 
 
 def price_day(day: DayData, config: EnvConfig) -> _DayPricing:
     step = config.strike_step
+    model = config.market
     atm_strikes = np.array([rules.atm_strike(o, step) for o in day.opens])  # once per day, not per step
     k_lo = min(math.floor(float(day.lows.min()) / step) * step - step, float(atm_strikes.min()))
     k_hi = max(math.ceil(float(day.highs.max()) / step) * step + step, float(atm_strikes.max()))
     strikes = np.arange(k_lo, k_hi + step / 2, step)
-    vol = day.context.vix / 100.0 * config.iv_scale
-    carry = FULL_DAY_MINUTES * config.expiry_days
-    t_open = (day.session_minutes - day.minutes + carry) / MINUTES_PER_YEAR
-    t_close = (day.session_minutes - day.minutes - 1.0 + carry) / MINUTES_PER_YEAR
-    is_call = np.array([True, False])[:, None, None]
-    k = strikes[None, :, None]
-    open_price = bs_price(day.opens[None, None, :], k, t_open[None, None, :], vol, config.rate, is_call)
-    close_price = bs_price(day.closes[None, None, :], k, t_close[None, None, :], vol, config.rate, is_call)
-    theta = bs_theta(day.closes[None, None, :], k, t_close[None, None, :], vol, config.rate, is_call)
-    decay = np.maximum(-theta, 0.0) / MINUTES_PER_YEAR * OPTION_MULTIPLIER * config.contracts  # $ per minute
+    expiry = rules.expiry_for(day.day, config.expiry_days)
+    bar_ns = bar_nanos(day)
+    left_open = session_minutes_to_expiry(day.day, day.timestamps, expiry)
+    left_close = session_minutes_to_expiry(day.day, day.timestamps + bar_ns, expiry)
+    vix = day.context.vix
+    mult = float(OPTION_MULTIPLIER * config.contracts)
+    fee = option_commission(config.commission, config.contracts)
+    bid_open, ask_open = quote_grid(model, day.opens, strikes, left_open, vix)
+    bid_close, ask_close = quote_grid(model, day.closes, strikes, left_close, vix)
+    mark = (bid_close + ask_close) / 2 * mult
+    theta = model.theta_per_minute(day.closes[None, None, :], strikes[None, :, None],
+                                   (left_close / MINUTES_PER_YEAR)[None, None, :], vix,
+                                   np.array([True, False])[:, None, None])
+    decay = np.maximum(-theta, 0.0) * (bar_ns / 60e9) * mult  # $ per held bar
     move_z = np.clip(day.features[:, 0].astype(np.float64), -3.0, 3.0)  # bar t's return, implied-sigma units
     atm = np.rint((atm_strikes - strikes[0]) / step).astype(int)
+    w = config.rewards
+    side = np.array([1.0, -1.0])[:, None, None]  # a call gains when the bar rises, a put when it falls
+    hold = np.cumsum(side * w.direction * move_z[None, None, :] - w.theta * decay / config.scale, axis=2)
+    exit_cost = w.whipsaw * (mark - (bid_close * mult - fee)) / config.scale
     return _DayPricing(
         strikes=strikes.tolist(),
         atm=atm.tolist(),
-        open_price=open_price.tolist(),
-        close_price=close_price.tolist(),
-        theta_penalty=(config.rewards.theta * decay / config.scale).tolist(),
-        direction_bonus=(config.rewards.direction * move_z).tolist(),
+        ask_open=(ask_open * mult + fee).tolist(),
+        bid_open=(bid_open * mult - fee).tolist(),
+        mark=mark.tolist(),
+        bid_close=(bid_close * mult - fee).tolist(),
+        potential=(hold - exit_cost).tolist(),
+        potential_base=np.concatenate([np.zeros(hold.shape[:2] + (1,)), hold[:, :, :-1]], axis=2).tolist(),
     )
 
 
@@ -244,13 +303,8 @@ class TradingEnv(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(N_FEATURES,), dtype=np.float32)
         cfg = self.config
-        self._mult = float(OPTION_MULTIPLIER * cfg.contracts)
-        self._fee = cfg.commission * cfg.contracts
         self._threshold = cfg.threshold
-        self._half_spread_pct = 0.5 * cfg.spread_pct  # each fill crosses half the quoted spread
-        self._half_min_spread = 0.5 * cfg.min_spread
-        self._whipsaw = cfg.rewards.whipsaw
-        self._whipsaw_bars = cfg.rewards.whipsaw_bars
+        self._gamma = cfg.rewards.gamma
         self._pnl_weight = cfg.rewards.pnl / cfg.scale
         self._early_exit = cfg.rewards.early_exit / cfg.scale
         self._day: DayData | None = None
@@ -358,20 +412,16 @@ class TradingEnv(gym.Env):
         self._flat = memoryview(self._rows).cast("B").cast("f")  # fast scalar writes into the rows
         self._row_views = list(self._rows)  # one view per bar, made once per episode
         self._pos = 0
-        self._kind_k = (0, 0)
+        self._rows_held: tuple = ()  # the held contract's (bid_open, mark, bid_close, potential) rows
+        self._base = 0.0  # potential_base at the held contract's entry bar
         self._entry_cost = 0.0
         self._entry_bar = start
-        self._last_change = -(10**9)
         self._cash = 0.0
         self._value = 0.0
+        self._phi = 0.0  # the shaping potential of the current state (0 when flat)
         self._trades = 0
         self._bars_in_position = 0
         return self._row_views[start], {"day": day.day.isoformat(), "bar": start, "end_bar": self._end}
-
-    def _half_spread(self, mid: float) -> float:
-        """Half the quoted spread of a premium: what each fill pays against mid."""
-        half = self._half_spread_pct * mid
-        return half if half > self._half_min_spread else self._half_min_spread
 
     def step(self, action):
         # Hot path: plain floats and locals, state read once and written back once.
@@ -386,71 +436,60 @@ class TradingEnv(gym.Env):
             raise RuntimeError("step() after the episode ended (or before reset()); call reset()")
         target = direction_for(a, self._threshold)
         p = self._p
-        mult = self._mult
         o = t + 1
         pos = self._pos
         cash = self._cash
         equity_before = cash + self._value
         value = 0.0
-        shaped = 0.0
+        phi = 0.0
         trade_closed = False
 
-        if target != pos:
-            # fills at this bar's open, crossing half the spread (inlined _half_spread: hot path)
-            half_pct, half_min = self._half_spread_pct, self._half_min_spread
+        if target != pos:  # fills at this bar's open: sells at the bid, buys at the ask
             if pos:
-                kind, k = self._kind_k
-                mid = p.open_price[kind][k][o]
-                half = half_pct * mid
-                proceeds = (mid - (half if half > half_min else half_min)) * mult - self._fee
-                cash += proceeds
-                trade_pnl = proceeds - self._entry_cost
-                if trade_pnl > 0:
-                    shaped += self._early_exit * trade_pnl
+                cash += self._rows_held[0][o]
                 self._trades += 1
                 trade_closed = True
             if target:
                 kind = 0 if target > 0 else 1
                 k = p.atm[o]
-                self._kind_k = (kind, k)
-                mid = p.open_price[kind][k][o]
-                half = half_pct * mid
-                cost = (mid + (half if half > half_min else half_min)) * mult + self._fee
+                self._rows_held = (p.bid_open[kind][k], p.mark[kind][k], p.bid_close[kind][k], p.potential[kind][k])
+                self._base = p.potential_base[kind][k][o]
+                cost = p.ask_open[kind][k][o]
                 cash -= cost
                 self._entry_cost = cost
                 self._entry_bar = o
-            if o - self._last_change < self._whipsaw_bars:
-                shaped -= self._whipsaw
-            self._last_change = o
             pos = target
 
         held = pos
         terminated = o >= self._end
         if pos:
-            kind, k = self._kind_k
-            mid = p.close_price[kind][k][o]
-            value = mid * mult
-            shaped += pos * p.direction_bonus[o] - p.theta_penalty[kind][k][o]
+            _, mark, bid_close, potential = self._rows_held
+            value = mark[o]
             self._bars_in_position += 1
             entry = self._entry_cost
-            upnl = (value - entry) / entry
-            flat = self._flat
-            base = o * N_FEATURES + N_MARKET_FEATURES
-            flat[base] = 1.0 if pos > 0 else -1.0
-            flat[base + 1] = OBS_CLIP if upnl > OBS_CLIP else (-OBS_CLIP if upnl < -OBS_CLIP else upnl)
-            held_hours = (o - self._entry_bar) / 60.0
-            flat[base + 2] = held_hours if held_hours < OBS_CLIP else OBS_CLIP
+            gain = value - entry
             if terminated:  # the episode ends flat: sell at this close's bid
-                cash += (mid - self._half_spread(mid)) * mult - self._fee
+                cash += bid_close[o]
                 value = 0.0
                 pos = 0
                 self._trades += 1
                 trade_closed = True
+            else:
+                phi = potential[o] - self._base - (self._early_exit * gain if gain > 0 else 0.0)
+            upnl = gain / entry
+            flat = self._flat
+            base = o * N_FEATURES + N_MARKET_FEATURES
+            flat[base] = 1.0 if held > 0 else -1.0
+            flat[base + 1] = OBS_CLIP if upnl > OBS_CLIP else (-OBS_CLIP if upnl < -OBS_CLIP else upnl)
+            held_hours = (o - self._entry_bar) / 60.0
+            flat[base + 2] = held_hours if held_hours < OBS_CLIP else OBS_CLIP
 
         self._t = o
         self._pos = pos
         self._cash = cash
         self._value = value
+        shaping = self._gamma * phi - self._phi
+        self._phi = phi
         pnl = cash + value - equity_before
         # "position": what was held over bar o (before the end-of-episode close)
         info = {"pnl": pnl, "position": held, "trade_closed": trade_closed, "bar": o}
@@ -458,7 +497,12 @@ class TradingEnv(gym.Env):
             info["trades"] = self._trades
             info["bars_in_position"] = self._bars_in_position
             info["episode_bars"] = self._end - self._start
-        return self._row_views[o], self._pnl_weight * pnl + shaped, terminated, False, info
+        return self._row_views[o], self._pnl_weight * pnl + shaping, terminated, False, info
+
+    def potential(self) -> float:
+        """The shaping potential Φ of the current state, in reward units (0 when flat):
+        each step's reward is ``pnl × P&L + rewards.gamma × Φ(after) − Φ(before)``."""
+        return self._phi
 
     def position_state(self) -> PositionState:
         """The current position as a :class:`PositionState` (what the session would report)."""
