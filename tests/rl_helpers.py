@@ -41,3 +41,56 @@ def synthetic_day(day: str = "2024-03-05", symbol: str = "SPY") -> DayData:
     from tradenova_dagster.rl.dataset import load_day
 
     return load_day(symbol, day, get_source("synthetic"))
+
+
+def pinned_logits(bias: float) -> list[float]:
+    """Log-probabilities (PUT, FLAT, CALL) whose score P(call) − P(put) is exactly ``bias``
+    (in (-1, 1)): the rest of the mass spread evenly over the three decisions."""
+    import math
+
+    if not -1.0 < bias < 1.0:
+        raise ValueError(f"bias must be in (-1, 1), got {bias!r}")
+    rest = (1.0 - abs(bias)) / 3.0
+    return [math.log(rest + max(-bias, 0.0)), math.log(rest), math.log(rest + max(bias, 0.0))]
+
+
+def categorical_ppo(logits=(0.0, 0.0, 0.0)):
+    """A real categorical PPO (TradingEnv through DiscreteActions, no observation scaling)
+    whose three logits are ``logits`` whatever it observes; returns (model, venv)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from tradenova_dagster.rl import TradingEnv
+    from tradenova_dagster.rl.discrete import DiscreteActions
+
+    venv = VecNormalize(DummyVecEnv([lambda: DiscreteActions(TradingEnv())]), norm_obs=False, norm_reward=False)
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0, device="cpu")
+    set_logits(model, logits)
+    return model, venv
+
+
+def set_logits(model, logits) -> None:
+    """Pin the policy's logits: a zero action layer whose bias is ``logits``."""
+    import torch as th
+
+    with th.no_grad():
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.bias.copy_(th.as_tensor(list(logits), dtype=th.float32))
+
+
+def crafted_model(store, bias: float = 0.8, promote: bool = True, model_id: str | None = None):
+    """A real PPO, saved and registered like a trained one, whose score is pinned to
+    ``bias``: +0.8 always asks for a CALL, -0.8 a PUT, 0 stays flat (a session test needs
+    a model that certainly trades). ``tests/session_helpers.crafted_model`` is this one."""
+    from datetime import date
+
+    from tradenova_dagster.rl import registry
+
+    model, venv = categorical_ppo(pinned_logits(bias))
+    record = registry.save_model(
+        model, venv, agent="ppo", symbol="SPY", timesteps=0, seed=0, train_days=[date(2026, 1, 5)],
+        meta={"crafted": True, "bias": bias}, model_id=model_id, store=store,
+    )
+    if promote:
+        registry.promote(record.model_id, reason="test: crafted model", force=True, store=store)
+    return record

@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 from rl_helpers import planted_days
 from tradenova_dagster.rl import GRPO
 from tradenova_dagster.rl.env import EnvConfig
+from tradenova_dagster.rl.features import N_FEATURES
 from tradenova_dagster.rl.grpo import group_advantages
 from tradenova_dagster.rl.train import make_vec_env
 
@@ -122,7 +123,7 @@ def test_each_group_starts_from_the_same_day_and_bar(days, tmp_path):
     np.testing.assert_allclose(adv.mean(axis=2), 0.0, atol=1e-6)
 
 
-def test_training_logs_group_kl_clip_and_std_and_refreshes_the_reference(days, tmp_path):
+def test_training_logs_group_kl_clip_and_entropy_and_refreshes_the_reference(days, tmp_path):
     model = _grpo(days, tmp_path, kl_coef=0.1, ref_update_interval=3)
     model.learn(total_timesteps=8 * 20 * 2)  # two updates: the reference is still the initial policy
     ref = dict(model.ref_policy.named_parameters())
@@ -134,7 +135,7 @@ def test_training_logs_group_kl_clip_and_std_and_refreshes_the_reference(days, t
 
     with open(tmp_path / "progress.csv") as f:
         rows = list(csv.DictReader(f))
-    for key in ("grpo/zero_spread_groups", "train/kl_ref", "train/clip_fraction", "train/std",
+    for key in ("grpo/zero_spread_groups", "train/kl_ref", "train/clip_fraction", "train/entropy",
                 "grpo/group_return_std", "train/approx_kl"):
         assert key in rows[-1] and rows[-1][key] != "", key
     assert 0.0 <= float(rows[-1]["grpo/zero_spread_groups"]) <= 1.0
@@ -162,3 +163,32 @@ def test_save_load_keeps_policy_and_reference(days, tmp_path):
     for (name, a), (_, b) in zip(model.ref_policy.named_parameters(), loaded.ref_policy.named_parameters()):
         assert th.equal(a, b), name
     assert loaded.group_size == 4 and loaded.kl_coef == model.kl_coef
+
+
+def test_grpo_samples_the_categorical_put_flat_call_policy(days, tmp_path):
+    from stable_baselines3.common.distributions import CategoricalDistribution
+
+    model = _grpo(days, tmp_path)
+    assert model.action_space.n == 3
+    assert isinstance(model.policy.action_dist, CategoricalDistribution) and model.policy.action_net.out_features == 3
+    model.learn(total_timesteps=8 * 20)
+    actions = model.rollout_buffer.actions
+    assert set(np.unique(actions)) == {0.0, 1.0, 2.0}  # every decision is sampled, nothing in between
+
+
+def test_grpo_train_save_load_predict_round_trip(days, store):
+    from tradenova_dagster.rl import SignalModel, registry
+    from tradenova_dagster.rl.dataset import TrainingDataset
+    from tradenova_dagster.rl.train import train_model
+
+    result = train_model("grpo", TrainingDataset("SPY", days), 512, seed=0, tensorboard=False, store=store,
+                         hyperparams={"group_size": 4, "n_groups": 2, "episode_bars": 32, "batch_size": 128},
+                         checkpoint_every=0)
+    assert registry.read_meta(result.record.path)["format_version"] == registry.FORMAT_VERSION
+    original, loaded = result.signal_model(alpha=0.5), SignalModel.load(result.record.path, alpha=0.5)
+    obs = np.random.default_rng(1).normal(size=(40, N_FEATURES)).astype(np.float32)
+    for o in obs:
+        a, b = original.predict(o), loaded.predict(o)
+        assert (a.raw_action, a.smoothed_action, a.decision, a.probabilities) == \
+            (b.raw_action, b.smoothed_action, b.decision, b.probabilities)
+        assert a.probabilities is not None and abs(sum(a.probabilities) - 1.0) < 1e-9

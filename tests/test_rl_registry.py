@@ -96,3 +96,77 @@ def test_evaluations_of_unknown_models_or_without_days_are_refused(tiny, store):
     with pytest.raises(ValueError, match="train_days"):
         registry.save_model(tiny[0].model, tiny[0].vec_normalize, agent="ppo", symbol="SPY", timesteps=1,
                             seed=0, train_days=[], meta={}, store=store)
+
+
+def _old_format_checkpoint(folder):
+    """A model folder as the seed's TradeNova wrote it: a Gaussian (Box-action) PPO, its
+    statistics, and a meta.json with no format_version."""
+    import json
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from tradenova_dagster.rl import TradingEnv
+
+    venv = VecNormalize(DummyVecEnv([lambda: TradingEnv(planted_days(1, seed=4))]), norm_obs=False, norm_reward=False)
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0, device="cpu")
+    folder.mkdir(parents=True)
+    model.save(folder / registry.MODEL_FILE)
+    venv.save(str(folder / registry.VECNORM_FILE))
+    (folder / registry.META_FILE).write_text(json.dumps({"agent": "ppo", "symbol": "SPY", "train_days": ["2024-01-02"]}))
+    return model, venv
+
+
+def test_an_old_format_checkpoint_refuses_to_load_naming_both_versions(tmp_path):
+    from tradenova_dagster.rl import SignalModel
+
+    model, venv = _old_format_checkpoint(tmp_path / "ppo-old")
+    with pytest.raises(ValueError, match=r"ppo-old: format version 1, expected 2 \(the categorical PUT/FLAT/CALL"):
+        SignalModel.load(tmp_path / "ppo-old")
+    with pytest.raises(ValueError, match="model: action space Box.*format version 2"):  # and none is written again
+        registry.save_model(model, venv, agent="ppo", symbol="SPY", timesteps=1, seed=0,
+                            train_days=[date(2024, 1, 2)], meta={})
+
+
+def test_a_checkpoint_claiming_the_new_format_with_a_continuous_policy_is_refused(tmp_path):
+    import json
+
+    _old_format_checkpoint(tmp_path / "liar")
+    meta = tmp_path / "liar" / registry.META_FILE
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format_version": registry.FORMAT_VERSION}))
+    with pytest.raises(ValueError, match="action space Box.*is not the categorical"):
+        registry.load_checkpoint(tmp_path / "liar")
+
+
+@pytest.mark.parametrize("damage", ["truncate_model", "garbage_stats", "garbage_meta", "old_meta"])
+def test_a_corrupt_checkpoint_is_a_clear_error_and_the_promoted_model_stays(tiny, store, damage):
+    import json
+
+    from tradenova_dagster.rl import SignalModel
+
+    good, bad = _save(tiny, store), _save(tiny, store)
+    registry.promote(good.model_id, force=True, store=store)
+    if damage == "truncate_model":
+        data = (bad.path / registry.MODEL_FILE).read_bytes()
+        (bad.path / registry.MODEL_FILE).write_bytes(data[: len(data) // 2])
+        match = "corrupt or unreadable grpo model files"
+    elif damage == "garbage_stats":
+        (bad.path / registry.VECNORM_FILE).write_bytes(b"not a pickle")
+        match = "corrupt or unreadable grpo model files"
+    elif damage == "garbage_meta":
+        (bad.path / registry.META_FILE).write_text("{not json")
+        match = "meta.json: unreadable"
+    else:
+        meta = json.loads((bad.path / registry.META_FILE).read_text())
+        del meta["format_version"]
+        (bad.path / registry.META_FILE).write_text(json.dumps(meta))
+        match = "format version 1, expected 2"
+    with pytest.raises(ValueError, match=match):
+        SignalModel.load(bad.path)
+    registry.record_evaluation(bad.model_id, eval_days=[date(2024, 2, 1)], promotable=True, reason="ok",
+                               metrics={}, store=store)
+    for force in (False, True):
+        with pytest.raises(ValueError, match=match):
+            registry.promote(bad.model_id, force=force, store=store)
+    assert registry.promoted_model("SPY", store=store).model_id == good.model_id
+    assert SignalModel.promoted("SPY", store=store).model_id == good.model_id

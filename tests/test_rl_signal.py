@@ -38,20 +38,28 @@ def _bar(day, t):
                day.highs[t], day.lows[t], day.closes[t], 1000.0)
 
 
-def test_ema_smoothing_restarts_each_day(trained):
+def _score(logits):
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return p[2] - p[0], p
+
+
+def test_ema_smoothing_is_on_the_logits_and_restarts_each_day(trained):
     result, days = trained
     signal = result.signal_model(alpha=0.25)
     observations = _observations(days[0], 30)
-    raws = [signal.raw_action(o) for o in observations]
+    logits = [signal.logits(o) for o in observations]
     signal.reset()
-    smoothed = [signal.predict(o).smoothed_action for o in observations]
-    expected = [raws[0]]
-    for r in raws[1:]:
-        expected.append(0.25 * r + 0.75 * expected[-1])
-    np.testing.assert_allclose(smoothed, expected, rtol=1e-9, atol=1e-12)
+    predictions = [signal.predict(o) for o in observations]
+    ema = logits[0]
+    for i, (lg, prediction) in enumerate(zip(logits, predictions)):
+        ema = lg if i == 0 else 0.25 * lg + 0.75 * ema
+        score, p = _score(ema)
+        assert prediction.smoothed_action == pytest.approx(score, abs=1e-9)
+        np.testing.assert_allclose(prediction.probabilities, p, atol=1e-9)
+        assert prediction.raw_action == pytest.approx(_score(lg)[0], abs=1e-9)
     signal.reset()
-    assert signal.predict(observations[5]).smoothed_action == pytest.approx(raws[5])
-    assert all(-1.0 <= r <= 1.0 for r in raws)
+    assert signal.predict(observations[5]).smoothed_action == pytest.approx(_score(logits[5])[0], abs=1e-12)
 
 
 def test_decision_comes_from_the_smoothed_action(trained):
@@ -111,6 +119,7 @@ def test_save_load_round_trip_gives_identical_decisions(trained, store):
         for obs in _observations(day, 100):
             a, b = original.predict(obs), loaded.predict(obs)
             assert (a.raw_action, a.smoothed_action, a.decision) == (b.raw_action, b.smoothed_action, b.decision)
+            assert a.probabilities == b.probabilities and a.probabilities is not None
     with pytest.raises(ValueError, match="holds no"):
         SignalModel.load(record.path.parent)
 
@@ -122,11 +131,16 @@ def test_predictions_are_recorded_and_flushed_to_duckdb(trained, store):
     signal.reset(day.day, day.context)
     for t in range(25):
         signal.on_bar(_bar(day, t))
+    made = list(signal.predictions)
     assert signal.flush_predictions(store, account="backtest:t1", run_id="r1") == 25
     assert signal.predictions == []
     rows = store.query("SELECT count(*), min(ts), max(ts), count(DISTINCT decision) FROM rl_predictions "
                        "WHERE account = 'backtest:t1' AND run_id = 'r1' AND model = 'test-model'")
     assert rows[0][0] == 25
     assert pd.Timestamp(rows[0][1]) == pd.Timestamp(int(day.timestamps[0]), tz="UTC")
+    stored = store.query("SELECT raw_action, smoothed_action, decision, p_put, p_flat, p_call FROM rl_predictions "
+                         "WHERE account = 'backtest:t1' ORDER BY ts")
+    assert stored == [(s.raw_action, s.smoothed_action, s.decision.value, s.p_put, s.p_flat, s.p_call) for s in made]
+    assert all(abs(p + f + c - 1.0) < 1e-9 and abs(c - p - smoothed) < 1e-9 for _, smoothed, _, p, f, c in stored)
     with pytest.raises(ValueError, match="account"):
         signal.flush_predictions(store, account="")

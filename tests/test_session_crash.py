@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from conftest import REPO_ROOT
 from tradenova_dagster.rl import TradingEnv, registry
+from tradenova_dagster.rl.discrete import DiscreteActions
 from tradenova_dagster.store import Store
 
 DAY = "2026-11-20"
@@ -32,7 +33,7 @@ ACCOUNT = "sim:default"
 
 def _varied_model(store):
     """A PPO policy whose action swings with its inputs (seeded), promoted."""
-    venv = VecNormalize(DummyVecEnv([lambda: TradingEnv()]), norm_obs=False, norm_reward=False)
+    venv = VecNormalize(DummyVecEnv([lambda: DiscreteActions(TradingEnv())]), norm_obs=False, norm_reward=False)
     model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0, device="cpu")
     gen = th.Generator().manual_seed(7)
     with th.no_grad():

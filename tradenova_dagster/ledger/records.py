@@ -32,6 +32,7 @@ from tradenova_dagster.domain import (
     require_finite,
     require_non_negative,
     require_price,
+    require_probabilities,
     require_quantity,
     require_symbol,
 )
@@ -52,7 +53,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     "equity_curve": ("account", "run_id", "ts", "day", "equity", "cash", "positions_value"),
     "rl_predictions": (
         "account", "run_id", "ts", "day", "model", "symbol", "raw_action", "smoothed_action",
-        "decision",
+        "decision", "p_put", "p_flat", "p_call",
     ),
     "agent_decisions": (
         "account", "run_id", "ts", "day", "agent", "symbol", "signal", "allowed", "reason",
@@ -298,14 +299,20 @@ class AccountRecords:
         symbol: str | None = None,
         timestamp: datetime | None = None,
         *,
+        p_put: float | None = None,
+        p_flat: float | None = None,
+        p_call: float | None = None,
         account: str | None = None,
         run_id: str | None = None,
     ) -> None:
         """Record one output of the RL signal.
 
         ``smoothed_action`` defaults to the raw action (no smoothing) and ``decision`` to
-        what the smoothed action maps to (``Decision.from_action``).
+        what the smoothed action maps to (``Decision.from_action``). A categorical policy
+        also gives its smoothed probabilities ``p_put``, ``p_flat``, ``p_call`` (all three
+        or none; stored NULL for a signal without them).
         """
+        probabilities = require_probabilities(p_put, p_flat, p_call) or (None, None, None)
         raw = require_finite("raw_action", raw_action)
         smoothed = raw if smoothed_action is None else require_finite("smoothed_action", smoothed_action)
         choice = Decision.from_action(smoothed) if decision is None else _decision(decision)
@@ -319,13 +326,19 @@ class AccountRecords:
             "raw_action": raw,
             "smoothed_action": smoothed,
             "decision": choice.value,
+            "p_put": probabilities[0],
+            "p_flat": probabilities[1],
+            "p_call": probabilities[2],
         })
 
     def log_signal(self, signal, *, account: str | None = None, run_id: str | None = None) -> None:
-        """Record a :class:`tradenova_dagster.domain.Signal` (the session's per-bar output)."""
+        """Record a :class:`tradenova_dagster.domain.Signal` (the session's per-bar output),
+        with its probabilities when it has them."""
         self.log_prediction(
             signal.model or "unknown", signal.raw_action, signal.smoothed_action,
-            signal.decision, signal.symbol, signal.timestamp, account=account, run_id=run_id,
+            signal.decision, signal.symbol, signal.timestamp,
+            p_put=getattr(signal, "p_put", None), p_flat=getattr(signal, "p_flat", None),
+            p_call=getattr(signal, "p_call", None), account=account, run_id=run_id,
         )
 
     def log_decision(

@@ -47,10 +47,11 @@ def run_train(args: argparse.Namespace) -> int:
     from tradenova_dagster.rl.dataset import build_dataset, default_train_eval_days
     from tradenova_dagster.rl.env import EnvConfig
     from tradenova_dagster.rl.evaluate import evaluate_signal
-    from tradenova_dagster.rl.train import train_model
+    from tradenova_dagster.rl.train import train_model, validate_config
 
     if args.timesteps < 1:
         raise ValueError(f"--timesteps must be >= 1, got {args.timesteps}")
+    validate_config(args.agent, args.timesteps, seed=args.seed)  # before any data is fetched
     options = {"data_dir": args.data_dir} if args.source == "file" and args.data_dir else {}
     source = get_source(args.source, **options)
     store = shared_store()

@@ -25,12 +25,15 @@ output's reward relative to its group as the advantage. Here:
   estimator of the paper (``π_ref/π − log(π_ref/π) − 1``); β = ``kl_coef`` may be 0. The
   reference is refreshed to the current policy every ``ref_update_interval`` updates
   (the paper's iterative GRPO resets the reference at each outer iteration).
+- **Policy.** Categorical over a ``Discrete`` action space: for TradeNova, three logits
+  (PUT / FLAT / CALL, ``rl.discrete``), the same distribution PPO trains and the
+  SignalModel reads; the ratio and KL terms are over those probabilities.
 - **Logs.** ``grpo/zero_spread_groups``, ``grpo/group_return_mean``,
   ``grpo/group_return_std``, ``train/kl_ref``, ``train/approx_kl``,
-  ``train/clip_fraction``, ``train/std`` (the Gaussian policy's std), losses.
+  ``train/clip_fraction``, ``train/entropy``, losses.
 
-Where this differs from the paper: actions are continuous (a diagonal Gaussian, one
-action per minute bar, a bar playing the role of a token); rewards come from the market
+Where this differs from the paper: one categorical action per minute bar (a bar playing
+the role of a token, three "tokens" in the vocabulary); rewards come from the market
 simulator, not a reward model, so there is no reward-model retraining in the iterative
 loop; all episodes of an update have the same length (``episode_bars``), so the paper's
 per-sequence length normalisation reduces to a plain mean over steps; an optional entropy
@@ -113,8 +116,7 @@ class GroupPolicy(ActorCriticPolicy):
         distribution = self.get_distribution(obs)
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
-        actions = actions.reshape((-1, *self.action_space.shape))
-        return actions, th.zeros(len(actions), 1, device=actions.device), log_prob
+        return actions.reshape(-1), th.zeros(len(actions), 1, device=actions.device), log_prob
 
     def predict_values(self, obs) -> th.Tensor:
         n = obs.shape[0] if isinstance(obs, th.Tensor) else len(next(iter(obs.values())))
@@ -128,7 +130,8 @@ class GroupPolicy(ActorCriticPolicy):
 class GRPO(OnPolicyAlgorithm):
     """Group Relative Policy Optimization (see the module docstring).
 
-    The env must be a VecEnv of ``group_size × n_groups`` copies of an env that accepts
+    The env must be a VecEnv of ``group_size × n_groups`` copies of an env with a
+    ``Discrete`` action space (TradingEnv in ``rl.discrete.DiscreteActions``) that accepts
     ``reset(options={"day": i, "start": s})`` and exposes ``n_days``, ``start_range(i)``
     and ``config.episode_bars`` (TradingEnv does), with fixed-length episodes.
     """
@@ -183,7 +186,7 @@ class GRPO(OnPolicyAlgorithm):
             seed=seed,
             device=device,
             _init_setup_model=False,
-            supported_action_spaces=(spaces.Box,),
+            supported_action_spaces=(spaces.Discrete,),
         )
         self.group_size = group_size
         self.advantage = advantage
@@ -257,8 +260,7 @@ class GRPO(OnPolicyAlgorithm):
             with th.no_grad():
                 actions, _, log_probs = self.policy(obs_as_tensor(self._last_obs, self.device))
             actions = actions.cpu().numpy()
-            clipped = np.clip(actions, self.action_space.low, self.action_space.high)
-            new_obs, rewards, dones, infos = env.step(clipped)
+            new_obs, rewards, dones, infos = env.step(actions)
             self.num_timesteps += env.num_envs
             callback.update_locals(locals())
             if not callback.on_step():
@@ -292,7 +294,7 @@ class GRPO(OnPolicyAlgorithm):
         pg_losses, kl_refs, approx_kls, clip_fractions, entropies = [], [], [], [], []
         for _ in range(self.n_epochs):
             for data in self.rollout_buffer.get(self.batch_size):
-                actions = data.actions
+                actions = data.actions.long().flatten()  # the buffer keeps them as (batch, 1) floats
                 _, log_prob, entropy = self.policy.evaluate_actions(data.observations, actions)
                 advantages = data.advantages  # group-relative already: no minibatch re-normalisation
                 ratio = th.exp(log_prob - data.old_log_prob)
@@ -329,7 +331,6 @@ class GRPO(OnPolicyAlgorithm):
         self.logger.record("train/approx_kl", float(np.mean(approx_kls)))
         self.logger.record("train/clip_fraction", float(np.mean(clip_fractions)))
         self.logger.record("train/entropy", float(np.mean(entropies)))
-        self.logger.record("train/std", float(th.exp(self.policy.log_std).mean().item()))
         self.logger.record("train/loss", float(loss.item()))
         self.logger.record("train/clip_range", clip_range)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

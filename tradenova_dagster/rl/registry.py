@@ -2,8 +2,14 @@
 
 Each model is a folder ``$TRADENOVA_HOME/models/<model_id>/`` holding ``model.zip`` (the
 stable-baselines3 model), ``vecnormalize.pkl`` (its frozen observation statistics) and
-``meta.json`` (agent, symbol, training days, hyperparameters, env config), plus a row in
-DuckDB's ``models`` table. ``model_evaluations`` keeps every out-of-sample evaluation
+``meta.json`` (agent, symbol, training days, hyperparameters, env config, and the
+checkpoint ``format_version``), plus a row in DuckDB's ``models`` table.
+
+Format versions: 1 (no ``format_version`` in meta.json) is the seed's Gaussian policy
+with a continuous action; 2 (``FORMAT_VERSION``) the categorical PUT / FLAT / CALL policy
+(``rl.discrete``). A checkpoint of another version, or one whose files do not load, is
+refused by ``load_checkpoint`` with the reason, and ``promote`` loads a model before
+promoting it, so a corrupt checkpoint never replaces the model an account trades. ``model_evaluations`` keeps every out-of-sample evaluation
 with its promotable verdict, and ``model_promotions`` says which model each account
 trades: the latest promotion for (account, symbol), falling back to the ``global`` one.
 
@@ -14,6 +20,7 @@ so what the promotion sensor promotes is always a model that beat flat and rando
 from __future__ import annotations
 
 import json
+import pickle
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -30,6 +37,7 @@ MODEL_FILE = "model.zip"
 VECNORM_FILE = "vecnormalize.pkl"
 META_FILE = "meta.json"
 AGENTS = ("ppo", "grpo")
+FORMAT_VERSION = 2  # the categorical PUT / FLAT / CALL policy; 1 was the seed's continuous one
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,14 @@ def save_model(
     always has its files; a crash in between leaves an unregistered folder, never a row
     pointing at nothing.
     """
+    from tradenova_dagster.rl.discrete import is_categorical
+
     agent = require_agent(agent)
     symbol = require_symbol("symbol", symbol)
+    space = getattr(model, "action_space", None)
+    if not is_categorical(space):
+        raise ValueError(f"model: action space {space} is not the categorical PUT/FLAT/CALL policy (Discrete(3)) "
+                         f"that checkpoint format version {FORMAT_VERSION} stores; train through rl.discrete.DiscreteActions")
     if not train_days:
         raise ValueError("train_days: a model must name the days it was trained on, got none")
     model_id = model_id or new_model_id(agent, symbol)
@@ -119,7 +133,8 @@ def save_model(
     model.save(folder / MODEL_FILE)
     vec_normalize.save(str(folder / VECNORM_FILE))
     days = sorted(train_days)
-    meta = {**meta, "agent": agent, "symbol": symbol, "train_days": [d.isoformat() for d in days]}
+    meta = {**meta, "agent": agent, "symbol": symbol, "train_days": [d.isoformat() for d in days],
+            "format_version": FORMAT_VERSION}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     with _store(store).transaction() as con:
         con.execute(
@@ -200,6 +215,7 @@ def promote(
     record = get_model(model_id, store)
     if not account or not str(account).strip():
         raise ValueError(f"account: expected a non-empty account name, got {account!r}")
+    load_checkpoint(record.path)  # a checkpoint that does not load is never promoted, even by force
     if not force:
         evaluation = latest_evaluation(model_id, store)
         if evaluation is None:
@@ -229,4 +245,56 @@ def promoted_model(symbol: str = "SPY", account: str | None = None, store: Store
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / META_FILE).read_text())
+    """A model folder's meta.json; ValueError naming the file if it is missing or unreadable."""
+    file = Path(path) / META_FILE
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"checkpoint {file}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint {file}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def algorithm_class(agent: str):
+    """The stable-baselines3 class that loads ``agent``'s model file."""
+    if require_agent(agent) == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    from tradenova_dagster.rl.grpo import GRPO
+
+    return GRPO
+
+
+def load_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Load a model folder: ``(model, vec_normalize, meta)``.
+
+    ValueError, naming the folder, when it holds no model, when its format version is not
+    ``FORMAT_VERSION`` (saying which it found), or when a file does not load (corrupt,
+    truncated, or not the categorical policy its meta.json claims).
+    """
+    from tradenova_dagster.rl.discrete import is_categorical
+
+    path = Path(path)
+    if not (path / MODEL_FILE).is_file():
+        raise ValueError(f"path: {path} holds no {MODEL_FILE}")
+    meta = read_meta(path)
+    found = meta.get("format_version", 1)
+    if found != FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint {path}: format version {found!r}, expected {FORMAT_VERSION} (the categorical PUT/FLAT/CALL "
+            "policy); this model was saved by an older TradeNova and cannot be loaded: train a new one "
+            "(tradenova train --agent ppo|grpo)"
+        )
+    agent = meta.get("agent")
+    try:
+        model = algorithm_class(agent).load(path / MODEL_FILE, device="cpu")
+        with open(path / VECNORM_FILE, "rb") as f:
+            vec_normalize = pickle.load(f)  # the statistics only; no env needed to normalise
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the checkpoint is unusable
+        raise ValueError(f"checkpoint {path}: corrupt or unreadable {agent} model files ({exc!r})") from exc
+    if not is_categorical(model.action_space):
+        raise ValueError(f"checkpoint {path}: action space {model.action_space} is not the categorical "
+                         f"PUT/FLAT/CALL policy its format version {FORMAT_VERSION} promises")
+    return model, vec_normalize, meta

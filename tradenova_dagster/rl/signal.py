@@ -1,11 +1,16 @@
-"""SignalModel: a trained policy turned into one smoothed CALL / PUT / FLAT signal per bar.
+"""SignalModel: a trained categorical policy turned into one smoothed CALL / PUT / FLAT
+signal per bar.
 
-The raw signal is the policy's deterministic action (the Gaussian mean), clipped to
-[-1, 1]. A one-minute policy flickers around the ±0.3 thresholds
-(``rules.DECISION_THRESHOLD``), and every flicker is a round trip through the option
-spread; so the decision is taken on an exponential moving average of the raw action,
-``s_t = alpha × raw_t + (1 − alpha) × s_{t−1}``, restarted at each session's first bar
-(yesterday's mood says nothing about today's open).
+The policy outputs three logits (PUT, FLAT, CALL; ``rl.discrete``). A one-minute policy
+flickers, and every flicker is a round trip through the option spread; so the logits
+are smoothed with an exponential moving average,
+``s_t = alpha × l_t + (1 − alpha) × s_{t−1}`` (``l_t`` the bar's log-probabilities),
+restarted at each session's first bar (yesterday's mood says nothing about today's
+open). The probabilities are the softmax of the smoothed logits, the **score** is
+``P(call) − P(put)`` in [-1, 1], and the ±0.3 thresholds (``rules.DECISION_THRESHOLD``)
+turn the score into the decision. Training samples from the same three-way
+distribution, so what is trained, evaluated and traded is one policy; smoothing the
+logits (not the score) keeps the smoothed signal a distribution of the same kind.
 
 Evaluation, backtests and the live session all call this object, so the smoothed policy
 is the one that is measured and the one that trades. Two ways to feed it:
@@ -15,15 +20,15 @@ is the one that is measured and the one that trades. Two ways to feed it:
   the observation with the env's own feature code (:class:`FeatureBuilder`), from the
   bars seen so far only.
 
-Every prediction is a :class:`~tradenova_dagster.domain.Signal` (raw, smoothed,
-decision); with ``record=True`` they are kept and ``flush_predictions`` writes them to
-DuckDB's ``rl_predictions`` (the metrics tracker's table) in one transaction.
+Every prediction is a :class:`~tradenova_dagster.domain.Signal` (raw score, smoothed
+score, the three smoothed probabilities, decision); with ``record=True`` they are kept
+and ``flush_predictions`` writes them to DuckDB's ``rl_predictions`` (the metrics
+tracker's table) in one transaction.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -36,25 +41,39 @@ from tradenova_dagster.domain import Bar, Signal
 from tradenova_dagster.rules import DECISION_THRESHOLD, decision_for
 from tradenova_dagster.store import Store
 from tradenova_dagster.rl import registry
+from tradenova_dagster.rl.discrete import CALL, PUT, is_categorical
 from tradenova_dagster.rl.features import FLAT, N_FEATURES, DayContext, FeatureBuilder, PositionState, observation
 
 DEFAULT_ALPHA = 0.5
 
 
-def _algorithm_class(agent: str):
-    if registry.require_agent(agent) == "ppo":
-        from stable_baselines3 import PPO
+def log_probabilities(logits) -> np.ndarray:
+    """Logits normalised to log-probabilities (a log-softmax in float64; same softmax)."""
+    x = np.asarray(logits, dtype=np.float64)
+    shifted = x - x.max()
+    return shifted - np.log(np.exp(shifted).sum())
 
-        return PPO
-    from tradenova_dagster.rl.grpo import GRPO
 
-    return GRPO
+def probabilities(logits) -> np.ndarray:
+    """The softmax of ``logits``: (P(put), P(flat), P(call))."""
+    return np.exp(log_probabilities(logits))
+
+
+def score(probs) -> float:
+    """``P(call) − P(put)``: in [-1, 1], +1 a certain CALL, −1 a certain PUT."""
+    return float(probs[CALL] - probs[PUT])
+
+
+def smooth(previous: np.ndarray | None, logits: np.ndarray, alpha: float) -> np.ndarray:
+    """One EMA step on logits: ``alpha × logits + (1 − alpha) × previous`` (None: a new day)."""
+    return logits if previous is None else alpha * logits + (1.0 - alpha) * previous
 
 
 class SignalModel:
-    """A policy plus its frozen observation normalisation, with EMA smoothing.
+    """A categorical policy plus its frozen observation normalisation, with EMA smoothing.
 
-    ``policy``: a stable-baselines3 algorithm (PPO, GRPO) or policy; ``vec_normalize``:
+    ``policy``: a stable-baselines3 algorithm (PPO, GRPO) or policy with the
+    PUT / FLAT / CALL action space (``Discrete(3)``); ``vec_normalize``:
     the VecNormalize the model was trained with (its statistics are used frozen), or None.
     ``alpha`` in (0, 1]: 1 means no smoothing.
     """
@@ -76,6 +95,9 @@ class SignalModel:
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
         self.policy = getattr(policy, "policy", policy)
+        if not is_categorical(getattr(self.policy, "action_space", None)):
+            raise ValueError(f"policy: action space {getattr(self.policy, 'action_space', None)} is not the "
+                             "categorical PUT/FLAT/CALL policy (Discrete(3)) a SignalModel reads")
         self.policy.set_training_mode(False)
         self.vec_normalize = vec_normalize
         if vec_normalize is not None:
@@ -87,20 +109,16 @@ class SignalModel:
         self.record = record
         self.on_prediction = on_prediction
         self.predictions: list[Signal] = []
-        self._smoothed: float | None = None
+        self._smoothed: np.ndarray | None = None  # the EMA of the logits
         self._features: FeatureBuilder | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> "SignalModel":
-        """Load a model folder written by ``registry.save_model`` (model, stats, meta)."""
+        """Load a model folder written by ``registry.save_model`` (model, stats, meta);
+        ValueError for an old format version or a corrupt checkpoint (``registry.load_checkpoint``)."""
         path = Path(path)
-        if not (path / registry.MODEL_FILE).is_file():
-            raise ValueError(f"path: {path} holds no {registry.MODEL_FILE}")
-        meta = registry.read_meta(path)
-        model = _algorithm_class(meta["agent"]).load(path / registry.MODEL_FILE, device="cpu")
-        with open(path / registry.VECNORM_FILE, "rb") as f:
-            vec_normalize = pickle.load(f)  # the statistics only; no env needed to normalise
+        model, vec_normalize, meta = registry.load_checkpoint(path)
         kwargs.setdefault("symbol", meta.get("symbol", "SPY"))
         kwargs.setdefault("model_id", path.name)
         kwargs.setdefault("threshold", meta.get("env_config", {}).get("threshold", DECISION_THRESHOLD))
@@ -135,31 +153,40 @@ class SignalModel:
             ctx = context if isinstance(context, DayContext) else DayContext(float(context.vix), float(context.iv_rank))
             self._features = FeatureBuilder(day, ctx)
 
-    def raw_action(self, obs: np.ndarray) -> float:
-        """The deterministic action for one (unnormalised) observation, clipped to [-1, 1]."""
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's log-probabilities (PUT, FLAT, CALL) for one (unnormalised) observation."""
         obs = np.asarray(obs, dtype=np.float32).reshape(-1)
         if obs.shape != (N_FEATURES,):
             raise ValueError(f"obs: expected {N_FEATURES} features, got shape {obs.shape}")
         if self.vec_normalize is not None:
             obs = self.vec_normalize.normalize_obs(obs).astype(np.float32)
-        with th.no_grad():
-            action = self.policy._predict(th.as_tensor(obs[None]), deterministic=True)
-        return float(np.clip(action.numpy().reshape(-1)[0], -1.0, 1.0))
+        policy = self.policy
+        with th.no_grad():  # the action layer's raw output; normalised in float64, not torch's float32
+            features = policy.extract_features(th.as_tensor(obs[None]), policy.pi_features_extractor)
+            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
+        return log_probabilities(logits.numpy().reshape(-1))
+
+    def raw_action(self, obs: np.ndarray) -> float:
+        """The unsmoothed score ``P(call) − P(put)`` for one observation."""
+        return score(probabilities(self.logits(obs)))
 
     def predict(self, obs: np.ndarray, timestamp: datetime | pd.Timestamp | None = None) -> Signal:
-        """The signal for one observation: raw action, EMA-smoothed action, decision."""
-        raw = self.raw_action(obs)
-        smoothed = raw if self._smoothed is None else self.alpha * raw + (1.0 - self.alpha) * self._smoothed
-        smoothed = min(1.0, max(-1.0, smoothed))
-        self._smoothed = smoothed
+        """The signal for one observation: raw and smoothed score, probabilities, decision."""
+        logits = self.logits(obs)
+        self._smoothed = smooth(self._smoothed, logits, self.alpha)
+        probs = probabilities(self._smoothed)
+        smoothed = score(probs)
         ts = pd.Timestamp(timestamp).to_pydatetime() if timestamp is not None else datetime.now(timezone.utc)
         signal = Signal(
             timestamp=ts,
             symbol=self.symbol,
-            raw_action=raw,
+            raw_action=score(probabilities(logits)),
             smoothed_action=smoothed,
             decision=decision_for(smoothed, self.threshold),
             model=self.model_id,
+            p_put=float(probs[0]),
+            p_flat=float(probs[1]),
+            p_call=float(probs[2]),
         )
         if self.record:
             self.predictions.append(signal)

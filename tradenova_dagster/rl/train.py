@@ -8,6 +8,11 @@ Throughput choices (``bench/training_speed.py`` measures them against SB3's PPO 
 - one torch thread: for 64×64 MLPs, intra-op threading costs more than it saves;
 - large minibatches and few epochs per rollout.
 
+Both agents choose PUT / FLAT / CALL (a ``Discrete(3)`` action, three logits): the envs
+are TradingEnvs seen through ``rl.discrete.DiscreteActions``, so what is sampled in
+training is the decision the SignalModel's score will take. A bad setting (timesteps,
+a hyperparameter out of range) is refused by ``validate_config`` before anything is built.
+
 ``VecNormalize`` normalises observations (and, for PPO, rewards); its statistics are
 saved next to the model and used frozen by :class:`SignalModel`. TensorBoard logs go to
 ``$TRADENOVA_HOME/tensorboard/<model_id>``, checkpoints (model + statistics) to
@@ -19,6 +24,8 @@ the same command as ``tradenova train ...``.
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +37,7 @@ from tradenova_dagster import config
 from tradenova_dagster.store import Store
 from tradenova_dagster.rl import registry
 from tradenova_dagster.rl.dataset import TrainingDataset
+from tradenova_dagster.rl.discrete import DiscreteActions
 from tradenova_dagster.rl.env import EnvConfig, TradingEnv
 from tradenova_dagster.rl.features import FEATURE_NAMES, DayData
 
@@ -71,16 +79,73 @@ def hyperparameters(agent: str, overrides: dict[str, Any] | None = None) -> dict
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise ValueError(f"hyperparameters: unknown for {agent}: {unknown}; known: {sorted(defaults)}")
-    return {**defaults, **overrides}
+    hp = {**defaults, **overrides}
+    _check_hyperparameters(agent, hp)
+    return hp
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# name -> (test, what it must be); the ranges SB3 and GRPO need to train at all.
+_RULES: dict[str, tuple[Any, str]] = {
+    "n_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "n_steps": (lambda v: _integer(v) and v >= 2, "an integer >= 2"),
+    "batch_size": (lambda v: _integer(v) and v >= 2, "an integer >= 2"),
+    "n_epochs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "gae_lambda": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "clip_range": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "ent_coef": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "kl_coef": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "group_size": (lambda v: _integer(v) and v >= 2, "an integer >= 2"),
+    "n_groups": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "episode_bars": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "ref_update_interval": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "torch_threads": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "advantage": (lambda v: v in ("outcome", "process"), "'outcome' or 'process'"),
+    "net_arch": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_integer(x) and x >= 1 for x in v),
+                 "a non-empty list of layer sizes >= 1"),
+}
+
+
+def _check_hyperparameters(agent: str, hp: dict[str, Any]) -> None:
+    for name, value in hp.items():
+        test, expected = _RULES[name]
+        if not test(value):
+            raise ValueError(f"hyperparameters.{name}: must be {expected} for {agent}, got {value!r}")
+
+
+def validate_config(agent: str, timesteps, hyperparams: dict[str, Any] | None = None, *, seed=0,
+                    checkpoint_every=0) -> dict[str, Any]:
+    """Refuse a training run that cannot work, before any data is loaded or env built:
+    the agent, ``timesteps`` (an integer >= 1), ``seed``, ``checkpoint_every`` (>= 0) and
+    every hyperparameter (unknown names, wrong types, out of range). Returns the
+    hyperparameters to train with."""
+    agent = registry.require_agent(agent)
+    if not _integer(timesteps) or timesteps < 1:
+        raise ValueError(f"timesteps: must be an integer >= 1, got {timesteps!r}")
+    if not _integer(seed) or seed < 0:
+        raise ValueError(f"seed: must be an integer >= 0, got {seed!r}")
+    if not _integer(checkpoint_every) or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every: must be an integer >= 0 (0: no checkpoints), got {checkpoint_every!r}")
+    return hyperparameters(agent, hyperparams)
 
 
 def make_vec_env(days: Sequence[DayData], env_config: EnvConfig, n_envs: int, seed: int, norm_reward: bool, gamma: float = 0.99):
-    """``n_envs`` Monitor-wrapped TradingEnvs over the same days, in a VecNormalize."""
+    """``n_envs`` Monitor-wrapped TradingEnvs over the same days, each with the categorical
+    PUT / FLAT / CALL action (``DiscreteActions``), in a VecNormalize."""
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     days = list(days)
-    venv = DummyVecEnv([lambda: Monitor(TradingEnv(days, config=env_config)) for _ in range(n_envs)])
+    venv = DummyVecEnv([lambda: Monitor(DiscreteActions(TradingEnv(days, config=env_config))) for _ in range(n_envs)])
     venv.seed(seed)
     return VecNormalize(venv, norm_obs=True, norm_reward=norm_reward, clip_obs=10.0, gamma=gamma)
 
@@ -150,14 +215,15 @@ def train_model(
     from stable_baselines3.common.utils import safe_mean
 
     agent = registry.require_agent(agent)
-    if timesteps < 1:
-        raise ValueError(f"timesteps must be >= 1, got {timesteps!r}")
-    hp = hyperparameters(agent, hyperparams)
+    hp = validate_config(agent, timesteps, hyperparams, seed=seed, checkpoint_every=checkpoint_every)
     env_values = (env_config or EnvConfig()).as_dict()
+    # The shaping's discount is the agent's own, so that it is exactly policy-neutral (Ng et al.).
     if agent == "grpo":
         env_values["episode_bars"] = hp["episode_bars"]
+        env_values["rewards"] = {**env_values["rewards"], "gamma": 1.0}  # GRPO's returns are undiscounted
         n_envs = hp["group_size"] * hp["n_groups"]
     else:
+        env_values["rewards"] = {**env_values["rewards"], "gamma": hp["gamma"]}
         n_envs = hp["n_envs"]
     env_config = EnvConfig.from_dict(env_values)
     th.set_num_threads(int(hp["torch_threads"]))
