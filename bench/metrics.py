@@ -7,6 +7,12 @@ the trades already in a pandas DataFrame (its most favourable case) and, separat
 from reading them out of the same DuckDB file. Same process, same data; the script
 prints the times, the ratios and the largest difference between the two answers.
 
+calculate_metrics keeps the account's per-day partials and re-reads only what changed
+(tracker.py docstring), so its cost depends on what happened since the last call; each
+case is timed: nothing changed (the ledger held open, as the report and the tearsheet
+call it, or one connect per call), one trade recorded since the last call, and a fresh
+tracker (every trade aggregated again, as after a delete).
+
     python bench/metrics.py [--trades 1000000] [--repeat 5]
 """
 
@@ -124,14 +130,36 @@ def main() -> None:
         as_of = days[-1]
         tracker.calculate_metrics(lookback_days=None, as_of=as_of)  # warm the calendar cache
 
-        t_duck, duck = timed(lambda: tracker.calculate_metrics(lookback_days=None, as_of=as_of), args.repeat)
-        t_duck30, _ = timed(lambda: tracker.calculate_metrics(lookback_days=30, as_of=as_of), args.repeat)
-        t_agents, _ = timed(lambda: tracker.get_agent_performance(as_of=as_of), args.repeat)
+        def all_history(t=tracker):
+            return t.calculate_metrics(lookback_days=None, as_of=as_of)
+
+        def after_one_trade() -> float:
+            """Median time of the first call after a trade is recorded (and committed)."""
+            times = []
+            for _ in range(args.repeat):
+                tracker.record_trade("SPY", 2.0, 2.1, 1, "long", 10.0, "ppo", as_of_time, as_of_time)
+                tracker.flush()
+                start = time.perf_counter()
+                all_history()
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+
+        as_of_time = pd.Timestamp(f"{as_of} 15:00", tz=calendar.NEW_YORK)
+        t_connect, _ = timed(all_history, args.repeat)
+        with store.hold():
+            t_duck, duck = timed(all_history, args.repeat)
+            t_duck30, _ = timed(lambda: tracker.calculate_metrics(lookback_days=30, as_of=as_of), args.repeat)
+            t_agents, _ = timed(lambda: tracker.get_agent_performance(as_of=as_of), args.repeat)
+            t_cold, _ = timed(lambda: all_history(MetricsTracker(store=store, initial_capital=CAPITAL,
+                                                                 account=ACCOUNT)), args.repeat)
+            t_rolling, rolling = timed(lambda: tracker.metrics_for_windows([(30, d) for d in days]), 1)
+            t_added = after_one_trade()  # last: it changes the ledger
         in_memory = trades[["day", "pnl", "agent"]].copy()
         t_pandas, peer = timed(lambda: pandas_quantstats(in_memory, days), args.repeat)
 
         def read_then_pandas():
-            frame = store.query_df("SELECT day, pnl, agent FROM trades WHERE account = ?", [ACCOUNT])
+            frame = store.query_df("SELECT day, pnl, agent FROM trades WHERE account = ? AND run_id = 'bench'",
+                                   [ACCOUNT])
             frame["day"] = pd.to_datetime(frame["day"])
             return pandas_quantstats(frame, days)
 
@@ -140,13 +168,23 @@ def main() -> None:
     diffs = {key: abs(float(duck[key]) - float(value)) for key, value in peer.items()}
     print(f"calculate_metrics over {args.trades:,} trades, {len(days)} trading days "
           f"(median of {args.repeat})")
-    print(f"  DuckDB SQL, all history           {t_duck * 1000:8.1f} ms")
-    print(f"  DuckDB SQL, last 30 days          {t_duck30 * 1000:8.1f} ms")
-    print(f"  DuckDB SQL, get_agent_performance {t_agents * 1000:8.1f} ms")
-    print(f"  pandas + quantstats (in memory)   {t_pandas * 1000:8.1f} ms")
-    print(f"  pandas + quantstats (read + calc) {t_read_pandas * 1000:8.1f} ms")
-    print(f"  ratio pandas+quantstats / DuckDB: {t_pandas / t_duck:.1f}x in memory, "
-          f"{t_read_pandas / t_duck:.1f}x reading from the same file")
+    rows = [
+        ("calculate_metrics, all history, unchanged ledger held open", t_duck),
+        ("calculate_metrics, all history, unchanged, one connect/call", t_connect),
+        ("calculate_metrics, all history, one trade added since (held)", t_added),
+        ("calculate_metrics, all history, fresh tracker (held)", t_cold),
+        ("calculate_metrics, last 30 days (held)", t_duck30),
+        (f"metrics_for_windows, 30 days trailing each of {len(rolling)} days", t_rolling),
+        ("get_agent_performance, all history (held)", t_agents),
+    ]
+    for label, seconds in rows:
+        print(f"  {label:62s} {seconds * 1000:8.1f} ms")
+    print(f"  {'pandas + quantstats (in memory)':62s} {t_pandas * 1000:8.1f} ms")
+    print(f"  {'pandas + quantstats (read + calc)':62s} {t_read_pandas * 1000:8.1f} ms")
+    print(f"  ratio pandas+quantstats in memory / calculate_metrics: {t_pandas / t_duck:.1f}x held, "
+          f"{t_pandas / t_connect:.1f}x one connect per call, {t_pandas / t_added:.1f}x after one new trade, "
+          f"{t_pandas / t_cold:.1f}x fresh tracker; reading from the same file: "
+          f"{t_read_pandas / t_duck:.1f}x held")
     worst = max(diffs, key=diffs.get)
     print(f"  largest |difference| between the two answers: {diffs[worst]:.2e} ({worst}); "
           + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items() if k in (

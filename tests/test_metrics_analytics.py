@@ -1,10 +1,14 @@
-"""calculate_metrics / get_agent_performance (SQL in DuckDB) against independent answers:
-a hand-checked small case, quantstats on synthetic series and on real SPY daily returns,
-and pandas on random trades (hypothesis)."""
+"""calculate_metrics / get_agent_performance / metrics_for_windows against independent
+answers: a hand-checked small case, quantstats on synthetic series (whole span, trailing
+windows, months) and on real SPY daily returns, and pandas on random trades (hypothesis);
+and every kind of change to the ledger seen by the next call (the tracker keeps per-day
+partials between calls)."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import uuid
 import warnings
 
@@ -278,3 +282,70 @@ def test_lookback_window_selects_trades_by_exit_day(shared_store):
     assert t.calculate_metrics(lookback_days=None, as_of="2024-03-01")["total_pnl"] == 70.0
     assert t.calculate_metrics(lookback_days=None, as_of="2024-02-29")["total_pnl"] == 30.0
     assert t.get_agent_performance(lookback_days=2, as_of="2024-03-01")["ppo"]["num_trades"] == 2
+
+
+def test_rolling_sharpe_and_monthly_returns_in_one_call_match_quantstats(shared_store):
+    rng = np.random.default_rng(7)
+    days = calendar.trading_days("2024-01-02", "2024-04-30")
+    returns = pd.Series(rng.normal(0.0005, 0.01, len(days)), index=pd.DatetimeIndex(days))
+    t = new_tracker(shared_store)
+    record_returns(t, returns, rng)
+    ends = days[15:]
+    rolling = t.metrics_for_windows([(30, day) for day in ends])
+    assert [m["as_of"] for m in rolling] == [day.isoformat() for day in ends]
+    for day, m in zip(ends, rolling):  # the trailing 30 calendar days, (day - 30, day]
+        assert_matches_quantstats(m, returns[pd.Timestamp(day) - pd.Timedelta(days=29):pd.Timestamp(day)])
+    months = [(1, "2024-01-31"), (2, "2024-02-29"), (3, "2024-03-31"), (4, "2024-04-30")]
+    monthly = t.metrics_for_windows([(int(end[-2:]), end) for _, end in months])
+    for (month, _), m in zip(months, monthly):
+        assert_matches_quantstats(m, returns[returns.index.month == month])
+
+
+def test_history_after_as_of_does_not_shape_the_window(shared_store):
+    """An account whose records all come after ``as_of`` has nothing to report as of then."""
+    t = new_tracker(shared_store, capital=1000)
+    t.record_trade("SPY", 1, 2, 1, "long", -300.0, "ppo", exit_time=exit_at("2024-03-04"))
+    t.record_equity(exit_at("2024-03-06"), 700.0, 700.0, 0.0)
+    m = t.calculate_metrics(lookback_days=None, as_of="2024-03-01")
+    assert (m["num_trades"], m["num_days"], m["start"], m["start_equity"], m["total_return"]) == (
+        0, 0, "2024-03-01", 1000.0, 0.0)
+
+
+def test_every_change_to_the_ledger_is_seen_by_the_next_call(shared_store):
+    """A trade recorded by another writer or another process, a replayed day cleared, an
+    earlier equity row: each shows in the very next answer of a tracker that has already
+    read the ledger, equal to the answer of one that never has."""
+    t = new_tracker(shared_store, capital=1000)
+    other = MetricsTracker(store=Store(shared_store.path), initial_capital=1000, account=t.account)
+
+    def now():
+        m = t.calculate_metrics(lookback_days=None, as_of="2024-03-08")
+        fresh = MetricsTracker(store=shared_store, initial_capital=1000, account=t.account)
+        assert m == fresh.calculate_metrics(lookback_days=None, as_of="2024-03-08")
+        return m
+
+    t.record_trade("SPY", 1, 2, 1, "long", 100.0, "ppo", exit_time=exit_at("2024-03-04"))
+    m = now()
+    assert (m["num_trades"], m["total_pnl"], m["num_days"], m["start"]) == (1, 100.0, 5, "2024-03-04")
+    other.record_trade("SPY", 1, 2, 1, "long", -40.0, "ppo", exit_time=exit_at("2024-03-06"))
+    other.record_trade("SPY", 1, 2, 1, "long", 10.0, "ppo", exit_time=exit_at("2024-03-04", "15:30"))
+    other.flush()
+    m = now()
+    assert (m["num_trades"], m["total_pnl"], m["best_trade"], m["worst_trade"]) == (3, 70.0, 100.0, -40.0)
+    assert m["max_drawdown"] == pytest.approx(40 / 1110)
+    assert other.clear_day("2024-03-06") == 1
+    m = now()
+    assert (m["num_trades"], m["total_pnl"], m["max_drawdown"]) == (2, 110.0, 0.0)
+    other.record_equity(exit_at("2024-02-29"), 1000.0, 1000.0, 0.0)
+    other.flush()
+    m = now()
+    assert (m["num_days"], m["start"]) == (7, "2024-02-29")  # Feb 29, Mar 1, Mar 4 .. 8
+    code = ("import pandas as pd\n"
+            "from tradenova_dagster.metrics import MetricsTracker\n"
+            f"t = MetricsTracker({str(shared_store.path)!r}, 1000, account={t.account!r})\n"
+            "at = pd.Timestamp('2024-03-07 15:00', tz='America/New_York')\n"
+            "t.record_trade('SPY', 1, 2, 1, 'long', 5.0, 'grpo', at, at)\n"
+            "t.flush()\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    m = now()
+    assert (m["num_trades"], m["total_pnl"], m["worst_trade"]) == (3, 115.0, 5.0)

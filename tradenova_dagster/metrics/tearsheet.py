@@ -13,7 +13,8 @@ with ``calculate_metrics``, which the rule for this project forbids; it knows no
 trades, agents, exit reasons or risk refusals; and it is a dev dependency only. So every
 number here comes from ``MetricsTracker``: the span's figures are ``calculate_metrics``
 over the span, the rolling Sharpe is ``calculate_metrics`` over the trailing window on
-each day, a month's return is ``calculate_metrics`` over that month, the equity and
+each day and a month's return ``calculate_metrics`` over that month (both computed in one
+``metrics_for_windows`` call, from one read of the ledger), the equity and
 drawdown curves are ``daily_series`` (the same SQL ``calculate_metrics`` aggregates),
 and per-agent figures are ``get_agent_performance``. quantstats stays what it is: the
 cross-check of ``calculate_metrics`` in the tests. No runtime dependency is added.
@@ -42,9 +43,6 @@ from tradenova_dagster.metrics.tracker import MetricsTracker
 BENCHMARK = "SPY"
 ROLLING_DAYS = 30  # calendar days of the rolling Sharpe window
 MAX_TRADE_ROWS = 1_000  # the trades table shows the latest ones beyond this
-# calculate_metrics costs ~0.1 s a call on this machine: the rolling Sharpe is evaluated
-# on at most this many days of a long span (evenly spaced, the last day always included).
-MAX_ROLLING_POINTS = 60
 
 
 @dataclass(frozen=True)
@@ -126,11 +124,15 @@ def collect(trackers: Sequence[MetricsTracker], start: date | str, end: date | s
             series = t.daily_series(lookback_days=span, as_of=end).set_index("day")
             curves[t.account] = series["end_equity"] / m["start_equity"] - 1
             drawdowns[t.account] = series["drawdown"]
-            days = _sample(list(series.index), MAX_ROLLING_POINTS)
-            sharpes[t.account] = pd.Series(
-                [t.calculate_metrics(lookback_days=rolling_days, as_of=d)["sharpe_ratio"] for d in days],
-                index=days, dtype=float)
-            monthly[t.account] = _monthly(t, series.index)
+            days = list(series.index)
+            months = _months(days)
+            windows = t.metrics_for_windows([(rolling_days, d) for d in days]
+                                            + [((last - first).days + 1, last) for _, _, first, last in months])
+            sharpes[t.account] = pd.Series([w["sharpe_ratio"] for w in windows[:len(days)]], index=days, dtype=float)
+            monthly[t.account] = pd.DataFrame(
+                [{"year": year, "month": month, "total_return": w["total_return"]}
+                 for (year, month, _, _), w in zip(months, windows[len(days):])],
+                columns=["year", "month", "total_return"])
     # The benchmark covers the days the accounts traded: from the first day of their series
     # (a 30-day window of an account that began a week ago compares that week).
     first_days = [c.index[0] for c in curves.values() if len(c)]
@@ -158,27 +160,14 @@ def collect(trackers: Sequence[MetricsTracker], start: date | str, end: date | s
     return sheet
 
 
-def _sample(days: list[date], most: int) -> list[date]:
-    """At most ``most`` of ``days``, evenly spaced, first and last included."""
-    if len(days) <= most:
-        return days
-    step = (len(days) - 1) / (most - 1)
-    return [days[round(i * step)] for i in range(most)]
-
-
-def _monthly(tracker: MetricsTracker, days: pd.Index) -> pd.DataFrame:
-    """Each calendar month of the series: ``calculate_metrics``' total return over the part
-    of the month the series covers (a partial first or last month is its covered part)."""
-    rows = []
-    if len(days):
-        frame = pd.DataFrame({"day": list(days)})
-        frame["year"] = [d.year for d in frame["day"]]
-        frame["month"] = [d.month for d in frame["day"]]
-        for (year, month), part in frame.groupby(["year", "month"]):
-            first, last = min(part["day"]), max(part["day"])
-            m = tracker.calculate_metrics(lookback_days=(last - first).days + 1, as_of=last)
-            rows.append({"year": year, "month": month, "total_return": m["total_return"]})
-    return pd.DataFrame(rows, columns=["year", "month", "total_return"])
+def _months(days: list[date]) -> list[tuple[int, int, date, date]]:
+    """Each calendar month the days cover: (year, month, first day, last day), in order. A
+    month's return is over the part of it the series covers (a partial first or last month
+    is its covered part)."""
+    months: dict[tuple[int, int], list[date]] = {}
+    for day in days:
+        months.setdefault((day.year, day.month), []).append(day)
+    return [(year, month, min(part), max(part)) for (year, month), part in sorted(months.items())]
 
 
 def configured_source(name: str | None = None):
