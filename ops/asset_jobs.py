@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.partitions import trading_day_partitions
+from assets.sweeps import sweep_job
 
 reporting_job = dg.define_asset_job(
     "reporting_job",
@@ -34,4 +35,4 @@ backtest_job = dg.define_asset_job(
     "(what `tradenova backtest` launches; a backfill of backtest_day is the same).",
 )
 
-ASSET_JOBS = [reporting_job, training_job, live_account_job, backtest_job]
+ASSET_JOBS = [reporting_job, training_job, live_account_job, backtest_job, sweep_job]

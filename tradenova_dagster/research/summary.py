@@ -1,0 +1,79 @@
+"""A sweep's results per strategy: what the report and the learner's promotion gate read.
+
+``sweep_summary(sweep_dir)`` reads every run's result file with DuckDB
+(``read_parquet`` over the ``result-*.parquet`` glob: a crashed write's temporary file
+never matches) and gives one row per strategy:
+
+- ``runs``, ``days``: (seed, fold) runs and replayed days behind the row;
+- ``mean_daily_pnl``: P&L per replayed day, over every day of every run;
+- ``iqm_daily_pnl``: the interquartile mean (the middle half, 25% trimmed from each end)
+  of the runs' mean daily P&L across seeds x folds, and ``ci_low`` / ``ci_high``, its 95%
+  bootstrap confidence interval (``scipy.stats.bootstrap``, percentile method, 2000
+  resamples, a fixed seed so a summary is reproducible). The IQM with a bootstrap CI is
+  how a handful of noisy runs is compared without one lucky seed or fold deciding it
+  (Agarwal et al., "Deep RL at the edge of the statistical precipice", 2021). The
+  percentile method because BCa is undefined when every run is identical (``flat``);
+  fewer than two runs give no interval (NaN).
+- ``win_rate``: winning trades / trades with a non-zero P&L, over all runs (NaN: none);
+- ``max_drawdown``: the worst intraday drawdown of any run (a fraction of peak equity);
+- ``trades_per_day``: trades / replayed days.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tradenova_dagster.research.sweep import RESULT_GLOB
+
+SUMMARY_COLUMNS = {"strategy": "string", "runs": "int", "days": "int", "mean_daily_pnl": "float",
+                   "iqm_daily_pnl": "float", "ci_low": "float", "ci_high": "float", "win_rate": "float",
+                   "max_drawdown": "float", "trades_per_day": "float"}
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def iqm(values, axis=-1):
+    """The interquartile mean: the mean of the middle half (scipy's 25% trimmed mean)."""
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def iqm_interval(values) -> tuple[float, float]:
+    """The 95% bootstrap CI of the IQM of ``values`` (NaN, NaN with fewer than two)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    result = stats.bootstrap((values,), iqm, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
+                             method="percentile", vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def sweep_summary(sweep_dir) -> pd.DataFrame:
+    """One row per strategy of the sweep in ``sweep_dir`` (columns: ``SUMMARY_COLUMNS``;
+    definitions in the module docstring), strategies in name order."""
+    folder = Path(sweep_dir)
+    if not any(folder.glob(RESULT_GLOB)):
+        raise ValueError(f"sweep_dir {str(folder)!r}: no result file ({RESULT_GLOB}); run the sweep's partitions first")
+    pattern = str(folder / RESULT_GLOB).replace("'", "''")
+    with duckdb.connect() as con:  # in memory: the files are only read
+        runs = con.execute(
+            f"SELECT strategy, seed, fold, count(*) AS days, avg(pnl) AS mean_daily_pnl, sum(pnl) AS pnl, "
+            f"sum(trades) AS trades, sum(wins) AS wins, sum(losses) AS losses, max(max_drawdown) AS max_drawdown "
+            f"FROM read_parquet('{pattern}') GROUP BY strategy, seed, fold ORDER BY strategy, seed, fold").df()
+    rows = []
+    for strategy, group in runs.groupby("strategy", sort=True):
+        low, high = iqm_interval(group["mean_daily_pnl"])
+        decided = group["wins"].sum() + group["losses"].sum()
+        days = int(group["days"].sum())
+        rows.append({"strategy": strategy, "runs": len(group), "days": days,
+                     "mean_daily_pnl": float(group["pnl"].sum() / days),
+                     "iqm_daily_pnl": float(iqm(group["mean_daily_pnl"].to_numpy(dtype=float))),
+                     "ci_low": low, "ci_high": high,
+                     "win_rate": float(group["wins"].sum() / decided) if decided else float("nan"),
+                     "max_drawdown": float(group["max_drawdown"].max()),
+                     "trades_per_day": float(group["trades"].sum() / days)})
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
