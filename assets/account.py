@@ -110,6 +110,7 @@ def _view_or_why(account: str) -> tuple[dict | None, str | None]:
 @dg.asset(
     group_name="trading",
     kinds={"alpaca", "duckdb"},
+    owners=["team:trading"],
     check_specs=[dg.AssetCheckSpec(
         CHECK, asset="live_account",
         description="The broker's positions (symbol → quantity) and open orders are the ledger's: the view the "
@@ -143,7 +144,7 @@ def live_account(context: dg.AssetExecutionContext, config: LiveAccountConfig, b
         "account": account,
         "mode": broker.mode,
         "observed": True,
-        "observed_at": seen["observed_at"].isoformat(),
+        "observed_at": dg.MetadataValue.timestamp(seen["observed_at"]),
         "equity": float(acct.equity),
         "cash": float(acct.cash),
         "buying_power": float(acct.buying_power),

@@ -18,7 +18,7 @@ so the command line and the UI share one path.
 import dagster as dg
 import pandas as pd
 
-from assets.market import market_bars
+from assets.market import market_bars, table_metadata
 from assets.partitions import partition_day, trading_day_partitions
 from resources.market_data import MarketDataResource
 from resources.store import StoreResource
@@ -26,6 +26,8 @@ from tradenova_dagster.session.day import backtest_account, backtest_day as repl
 from tradenova_dagster.session.engine import SessionSettings
 
 
+DAY_COLUMNS = {"day": "string", "trades": "int", "entries": "int", "refused": "int", "pnl": "float", "flat": "bool",
+               "stopped": "bool"}  # days_table's schema
 DAY_DONE = "backtest day done:"  # each day's log line starts so (``tradenova backtest`` counts them)
 
 
@@ -48,6 +50,7 @@ def _backtest_id(context: dg.AssetExecutionContext, config: BacktestConfig) -> s
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="backtests",
     kinds={"duckdb"},
+    owners=["team:research"],
     description="The trading session replayed on a day's bars with the promoted (or configured) model or a "
     "baseline strategy, on a simulated account of its own carried from day to day. A backfill over a range "
     "is a backtest.",
@@ -88,7 +91,7 @@ def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, stor
             "sharpe_ratio": metrics.get("sharpe_ratio"),
             "max_drawdown": metrics.get("max_drawdown"),
             "win_rate": metrics.get("win_rate"),
-            "days_table": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "days_table": table_metadata(rows, DAY_COLUMNS),
             "report": f"materialise daily_report with config account={account!r} to see it day by day",
         }
     )

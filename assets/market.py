@@ -1,5 +1,9 @@
-"""Market data assets: a day of bars per trading-day partition, and that day's context."""
+"""Market data assets: a day of bars per trading-day partition, and that day's context.
 
+Also ``table_metadata``, the typed table the asset modules record (the UI shows it as a
+sortable table with its column schema, where markdown would be a block of text)."""
+
+from datetime import date, datetime
 
 import dagster as dg
 
@@ -11,6 +15,28 @@ from tradenova_dagster.market.bars_store import save_day
 from tradenova_dagster.market.context import compute_context, save_context
 
 
+OWNERS = ["team:market-data"]
+
+
+def table_metadata(rows: list[dict], columns: dict[str, str]) -> dg.TableMetadataValue:
+    """``rows`` as a typed Dagster table. ``columns``: name → type (string, int, float, bool,
+    timestamp), in display order; an empty table still shows its columns."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns.items()])
+    return dg.MetadataValue.table([dg.TableRecord({name: _cell(row.get(name)) for name in columns}) for row in rows],
+                                  schema=schema)
+
+
+def _cell(value):
+    """A table cell: a plain str, int, float, bool or None (numpy scalars, enums and times converted)."""
+    if hasattr(value, "item"):  # numpy and pandas scalars
+        value = value.item()
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(getattr(value, "value", value))
+
+
 class MarketBarsConfig(dg.Config):
     symbols: list[str] = ["SPY"]
     max_missing_fraction: float = 0.02  # a few missing minutes warn; more is an error
@@ -20,6 +46,7 @@ class MarketBarsConfig(dg.Config):
     partitions_def=trading_day_partitions,
     group_name="market_data",
     kinds={"duckdb"},
+    owners=OWNERS,
     check_specs=[
         dg.AssetCheckSpec(name, asset="market_bars", description=description, blocking=True)
         for name, description in quality.CHECKS.items()
@@ -59,7 +86,7 @@ def market_bars(
             f"{symbols[0]} day return %": round(
                 100 * (float(first["close"].iloc[-1]) / float(first["open"].iloc[0]) - 1), 3
             ),
-            "preview": dg.MetadataValue.md(first.head(5).to_markdown(index=False)),
+            "preview": table_metadata(first.head(5).to_dict("records"), _bar_columns(first)),
         }
     )
     for name in quality.CHECKS:
@@ -75,6 +102,11 @@ def market_bars(
         )
 
 
+def _bar_columns(bars) -> dict[str, str]:
+    kinds = {"b": "bool", "i": "int", "u": "int", "f": "float", "M": "timestamp"}
+    return {str(name): kinds.get(dtype.kind, "string") for name, dtype in bars.dtypes.items()}
+
+
 class MarketContextConfig(dg.Config):
     underlying: str = "SPY"
 
@@ -83,6 +115,7 @@ class MarketContextConfig(dg.Config):
     partitions_def=trading_day_partitions,
     group_name="market_data",
     kinds={"duckdb"},
+    owners=OWNERS,
     description="What is known at the open of a trading day: previous VIX close, IV rank "
     "(VIX within its 252-session range) and 20-day realised volatility (table market_context).",
 )

@@ -1,8 +1,10 @@
-"""Run `dagster dev` on 127.0.0.1 for a test and talk to it through its GraphQL API.
+"""Run `tradenova ui` (the webserver and the daemon) on 127.0.0.1 for a test and talk to it
+through its GraphQL API.
 
 The web UI is a GraphQL client of this same API, so launching a backfill here is what a
-user's click on "Materialize selected → backfill" does. The whole process group is
-stopped at the end (webserver, daemon and code server).
+user's click on "Materialize selected → backfill" does. It is stopped at the end as a user
+stops it (SIGTERM: the command stops the webserver, the daemon and their code servers),
+killed if it does not stop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +61,7 @@ class DagsterDev:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            ["dagster", "dev", "-m", "tradenova_dagster.definitions", "-h", "127.0.0.1", "-p", str(self.port)],
+            [str(Path(sys.executable).parent / "tradenova"), "ui", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=repo_root, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -66,7 +69,7 @@ class DagsterDev:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self.proc.returncode}; see {self.log.name}")
+                raise RuntimeError(f"tradenova ui exited with {self.proc.returncode}; see {self.log.name}")
             try:
                 if requests.get(f"{self.url}/server_info", timeout=2).ok:
                     # The code location loads after the server answers: wait for it too.
@@ -78,7 +81,7 @@ class DagsterDev:
             except requests.RequestException:
                 pass
             time.sleep(1)
-        raise TimeoutError(f"dagster dev did not become ready in {timeout} s; see {self.log.name}")
+        raise TimeoutError(f"tradenova ui did not become ready in {timeout} s; see {self.log.name}")
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
@@ -113,7 +116,7 @@ class DagsterDev:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=60)  # the command gives its children 30 s
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)

@@ -16,6 +16,7 @@ server's. ``PaperDay`` is also what ``bench/paper_soak.py`` drives for a simulat
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -84,11 +85,14 @@ class PaperDay:
 
     def _config(self, job: str, day: str | None) -> Path:
         broker = {"timeout_s": self.broker_timeout_s, "backoff_s": 0.05}
-        op = {"trading_session_job": "trading_session", "flatten_job": "flatten", "monitor_job": "monitor"}[job]
+        op = {"trading_session_job": "trading_session", "flatten_job": "flatten", "monitor_job": "monitor",
+              "reporting_job": "daily_report"}[job]
         config = {"account": ACCOUNT}
         if job == "trading_session_job":
             config.update({"date": day or DAY, "mode": "live"})
-        run = {"ops": {op: {"config": config}}, "resources": {"broker": {"config": broker}}}
+        run = {"ops": {op: {"config": config}}}
+        if job != "reporting_job":  # the report reads the ledger; it has no broker
+            run["resources"] = {"broker": {"config": broker}}
         path = self.home / f"{job}.yaml"
         (self.home / "dagster").mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(run))
@@ -97,6 +101,8 @@ class PaperDay:
     def start(self, job: str, day: str | None = None) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "tradenova_dagster.definitions",
                "-j", job, "-c", str(self._config(job, day))]
+        if job == "reporting_job":  # an asset job over trading days: the partition is a tag
+            cmd += ["--tags", json.dumps({"dagster/partition": day or DAY})]
         log = open(self.home / f"{job}.{len(self.runs)}.log", "w")
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)  # its own process group: a SIGKILL takes the op's child too
@@ -225,17 +231,26 @@ def _normal_day(tradenova_home, start: str, speed: float) -> PaperDay:
 
 @pytest.mark.slow
 def test_a_normal_paper_day_ends_flat_with_the_ledger_equal_to_the_broker(tradenova_home, promoted_model):
-    with _normal_day(tradenova_home, "14:30", 60) as day:
+    with _normal_day(tradenova_home, "14:00", 60) as day:
         rc, log = day.run("trading_session_job")
         assert rc == 0, _log_tail(log)
         assert day.clock.now() >= ny(DAY, "15:50"), "the session ended before flatten time"
         assert len(day.server.client_order_ids()) >= 2, "the crafted model should have traded"
-        assert len(day.committed_bars()) >= 60
+        bars = day.committed_bars()  # every bar from the session's first to flatten time, once each
+        assert len(bars) >= 20 and bars[-1] >= ny(DAY, "15:49")
+        assert bars == list(pd.date_range(bars[0], bars[-1], freq="1min")), "a bar was skipped or doubled"
         day.check_books_agree()
         for job in ("flatten_job", "monitor_job"):
             rc, log = day.run(job)
             assert rc == 0, f"{job}: {_log_tail(log)}"
         day.check_books_agree()
+        rc, log = day.run("reporting_job")  # the evening report, on the day's ledger
+        assert rc == 0, f"reporting_job: {_log_tail(log)}"
+        trades = day.ledger().query("SELECT count(*), sum(pnl) FROM trades WHERE account = ?", [ACCOUNT])[0]
+        html, reported_trades, reported_pnl = day.ledger().query(
+            "SELECT html_path, day_trades, day_pnl FROM daily_reports WHERE account = ? AND day = ?", [ACCOUNT, DAY])[0]
+        assert (reported_trades, reported_pnl) == (trades[0], pytest.approx(trades[1]))
+        assert Path(html).is_file() and ACCOUNT in Path(html).read_text()
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMAND_MODULES = (
@@ -31,7 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_known_dagster_warnings() -> None:
+    """Silence the two Dagster BetaWarnings users cannot act on (``commands.DAGSTER_WARNING_FILTERS``
+    says why each), here and in every Dagster process a command starts; nothing else."""
+    import re
+    import warnings
+
+    from tradenova_dagster.commands import DAGSTER_WARNING_FILTERS
+
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""),
+                                                          *DAGSTER_WARNING_FILTERS]))
+    for spec in DAGSTER_WARNING_FILTERS:
+        warnings.filterwarnings("ignore", message=re.escape(spec.split(":", 1)[1]))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_known_dagster_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -49,9 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ui = subparsers.add_parser(
         "ui",
-        help="open the Dagster web UI (dagster dev) on TradeNova's DAGSTER_HOME",
-        description="Runs `dagster dev -m tradenova_dagster.definitions` with DAGSTER_HOME set "
-        "to $TRADENOVA_HOME/dagster (unless DAGSTER_HOME is already set).",
+        help="open the Dagster web UI (webserver and daemon) on TradeNova's DAGSTER_HOME",
+        description="Runs dagster-webserver and dagster-daemon for tradenova_dagster.definitions with "
+        "DAGSTER_HOME set to $TRADENOVA_HOME/dagster (unless DAGSTER_HOME is already set). Ctrl-C or "
+        "SIGTERM stops both.",
     )
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
@@ -66,26 +67,94 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def _ui(args: argparse.Namespace) -> None:
+# Beta warnings Dagster prints wherever TradeNova's definitions load, with no non-beta API to
+# switch to: PYTHONWARNINGS entries that ignore exactly these texts (not every warning), set in
+# the environment so that the code servers the webserver and the daemon start inherit them.
+DAGSTER_WARNING_FILTERS = (
+    # BackfillPolicy.single_run() on backtest_day: a backtest's days must replay in order in one
+    # run (the account carries over), and BackfillPolicy is the only way to say so.
+    "ignore:Parameter `backfill_policy` of function `asset` is currently in beta",
+    # Not ours: Dagster copies every job-targeting sensor with owners=[] when it attaches the
+    # resources (SensorDefinition.with_attributes), which warns although no sensor sets owners.
+    "ignore:Parameter `owners` of initializer `SensorDefinition.__init__` is currently in beta",
+)
+_UI_STOP_S = 30.0  # how long the webserver and the daemon get to shut down before they are killed
+
+
+def _ui(args: argparse.Namespace) -> int:
+    """The webserver and the daemon as two processes (what ``dagster dev``, superseded by ``dg dev``,
+    which is not installed, starts), each in its own process group: SIGINT or SIGTERM to this
+    process interrupts both, waits for them, and kills whatever of their groups is left, so no
+    webserver, daemon or code server outlives the command."""
+    import signal
+    import subprocess
+    import time
+
     from tradenova_dagster import config
 
     config.use_dagster_home()
-    command = [_dagster_executable(), "dev", "-m", "tradenova_dagster.definitions", "-h", args.host,
-               "-p", str(args.port)]
-    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n$ {' '.join(command)}", file=sys.stderr)
-    os.execv(command[0], command)  # replaces this process
+    env = dict(os.environ)
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS", ""), *DAGSTER_WARNING_FILTERS]))
+    location = ["-m", "tradenova_dagster.definitions"]
+    commands = {
+        "webserver": [_dagster_executable("dagster-webserver"), *location, "-h", args.host, "-p", str(args.port)],
+        "daemon": [_dagster_executable("dagster-daemon"), "run", *location],
+    }
+    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}", file=sys.stderr)
+    # The instance's storage is created (or migrated) once, here: two processes starting on a fresh
+    # DAGSTER_HOME race to create the same SQLite tables, and one of them crashes.
+    migrate = subprocess.run([_dagster_executable(), "instance", "migrate"], env=env, capture_output=True, text=True)
+    if migrate.returncode != 0:
+        raise RuntimeError(f"dagster instance migrate failed on {os.environ['DAGSTER_HOME']}: "
+                           f"{(migrate.stderr or migrate.stdout).strip()[-2000:]}")
+    stopping: list[int] = []
+
+    def stop(signum, _frame) -> None:
+        stopping.append(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            print(f"$ {' '.join(command)}", file=sys.stderr)
+            procs[name] = subprocess.Popen(command, env=env, start_new_session=True)
+        print(f"Dagster UI on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+        while not stopping and all(p.poll() is None for p in procs.values()):
+            time.sleep(0.2)
+    finally:
+        for proc in procs.values():  # an interrupt, as Ctrl-C in `dagster dev` would give them
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + _UI_STOP_S
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:  # the group: the code servers it started, and the process itself if it hung
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    exited = [f"{name} exited with {p.returncode}" for name, p in procs.items() if not stopping]
+    if exited:
+        print(f"tradenova ui: {', '.join(exited)}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def _dagster_executable() -> str:
-    """The ``dagster`` installed with this TradeNova (beside its Python), so that the command
-    works without an activated virtual environment; else the one on PATH."""
+def _dagster_executable(name: str = "dagster") -> str:
+    """The Dagster command ``name`` installed with this TradeNova (beside its Python), so that
+    the command works without an activated virtual environment; else the one on PATH."""
     import shutil
     from pathlib import Path
 
-    beside = Path(sys.executable).parent / "dagster"
-    found = str(beside) if beside.exists() else shutil.which("dagster")
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        raise RuntimeError(f"no dagster command beside {sys.executable} nor on PATH: "
+        raise RuntimeError(f"no {name} command beside {sys.executable} nor on PATH: "
                            'install TradeNova with pip install -e ".[dev]" in this environment')
     return found
 
