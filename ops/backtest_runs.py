@@ -46,11 +46,12 @@ def plan_backtest(start: str, end: str, strategies: list[str], *, source: str, d
                   model: str = "", backtest_id: str = "", seed: int = 0) -> BacktestPlan:
     """Everything a user can get wrong, refused before any run starts with a one-line
     ValueError naming the field and the value: the dates, the strategies, the model (when
-    a strategy needs one), the data of each day (file source)."""
+    a strategy needs one; a model trained on any of the days is look-ahead), the data of
+    each day (file source)."""
     from tradenova_dagster.market import calendar
     from tradenova_dagster.market.data import get_source
     from tradenova_dagster.session.day import backtest_account
-    from tradenova_dagster.strategies import build_strategy, require_strategy
+    from tradenova_dagster.strategies import build_strategy, refuse_look_ahead, require_strategy
 
     first, last = calendar.as_date(start, "--start"), calendar.as_date(end, "--end")
     completed = calendar.last_completed_session()
@@ -62,8 +63,8 @@ def plan_backtest(start: str, end: str, strategies: list[str], *, source: str, d
     if not days:
         raise ValueError(f"no trading day from {first} to {last}")
     strategies = list(dict.fromkeys(require_strategy(s, "--strategy") for s in strategies or ["model"]))
-    if "model" in strategies:
-        build_strategy("model", model_path=model)  # refuses now, saying how to get one, if there is none
+    if "model" in strategies:  # refused now, saying how to get one, if there is none or it saw these days
+        refuse_look_ahead(build_strategy("model", model_path=model), days[0], days[-1])
     data = get_source(source, **({"data_dir": data_dir} if source == "file" else {}))
     if source == "file":
         for day in days:

@@ -64,3 +64,33 @@ def test_mistakes_are_refused_before_any_run(tradenova_home, kwargs, message):
         plan_backtest(*DAYS, kwargs.pop("strategies"), **kwargs)
     with dg.DagsterInstance.get() as instance:
         assert instance.get_runs() == []
+
+
+def _model_trained_on(store, *days):
+    from datetime import date
+
+    from rl_helpers import categorical_ppo, pinned_logits
+    from tradenova_dagster.rl import registry
+
+    model, venv = categorical_ppo(pinned_logits(0.8))
+    return registry.save_model(model, venv, agent="ppo", symbol="SPY", timesteps=0, seed=0,
+                               train_days=[date.fromisoformat(d) for d in days], meta={}, store=store)
+
+
+def test_a_model_trained_on_the_range_is_look_ahead_and_refused_before_any_run(tradenova_home, store):
+    record = _model_trained_on(store, "2026-11-02", "2026-11-19")
+    with pytest.raises(ValueError, match=rf"model {record.model_id} was trained on 2026-11-02 \.\. 2026-11-19, "
+                                         r"which includes 2026-11-18 \.\. 2026-11-20: that is look-ahead"):
+        plan_backtest(*DAYS, ["model"], source="synthetic", model=str(record.path))
+    plan_backtest("2026-11-20", "2026-11-20", ["model"], source="synthetic", model=str(record.path))  # after: fine
+
+
+def test_the_session_refuses_to_trade_a_day_its_model_was_trained_on(tradenova_home, store):
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.rl import SignalModel
+    from tradenova_dagster.session.day import backtest_day
+
+    signal = SignalModel.load(_model_trained_on(store, "2026-11-16", "2026-11-20").path)
+    with pytest.raises(ValueError, match="which includes 2026-11-18: that is look-ahead"):
+        backtest_day(store, get_source("synthetic"), "2026-11-18", signal, "peek")
+    assert ledger_store("backtest:peek").query("SELECT count(*) FROM orders") == [(0,)]

@@ -83,3 +83,18 @@ def test_unknown_strategies_and_a_missing_model_are_named(store):
     with pytest.raises(ValueError, match="pass a model file, or backtest a baseline that needs none"):
         build_strategy("model", store=store)
     assert set(STRATEGIES) == {"flat", "always-call", "always-put", "random", "momentum", "orb", "model"}
+
+
+def test_look_ahead_is_any_overlap_with_the_training_window():
+    from tradenova_dagster.strategies import refuse_look_ahead
+
+    class Trained:
+        model_id, train_window = "m1", (date(2026, 11, 2), date(2026, 11, 13))
+
+    for first, last in [(date(2026, 11, 13), None), (date(2026, 10, 1), date(2026, 11, 2)),
+                        (date(2026, 11, 5), date(2026, 11, 6))]:
+        with pytest.raises(ValueError, match="model m1 was trained on 2026-11-02 .. 2026-11-13, which includes"):
+            refuse_look_ahead(Trained(), first, last)
+    refuse_look_ahead(Trained(), date(2026, 11, 16))  # after the window
+    refuse_look_ahead(Trained(), date(2026, 10, 1), date(2026, 10, 30))  # before it
+    refuse_look_ahead(Baseline("flat"), date(2026, 11, 5))  # a baseline has no window

@@ -13,7 +13,8 @@ very same session loop, risk rules, ladder and costs:
 - ``momentum``: the sign of the last 30 minutes' move (FLAT until 30 bars are in);
 - ``orb``: opening-range breakout: the first 30 minutes set a range; a close above it
   wants a call, below it a put, and the last break holds until the opposite one;
-- ``model``: the trained policy (``SignalModel``): a file, or the promoted model.
+- ``model``: the trained policy (``SignalModel``): a file, or the promoted model; never on
+  a day inside its own training window (``refuse_look_ahead``).
 
 Each baseline's Signal carries its score (P(call) − P(put)) and its probabilities, as the
 categorical models' do: one-hot for the rule-based ones, uniform for ``random``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from datetime import date
 
 import numpy as np
 
@@ -114,3 +116,18 @@ def build_strategy(name: str, *, seed: int = 0, model_path: str = "", store=None
     except ValueError as exc:
         raise ValueError(f"{exc}: train and promote one (tradenova train --agent ppo --promote), pass a model "
                          f"file, or backtest a baseline that needs none ({', '.join(BASELINES)})") from None
+
+
+def refuse_look_ahead(signal, first: date, last: date | None = None) -> None:
+    """A ValueError if a model was trained on any day of ``first``..``last`` (one day when
+    ``last`` is None), naming both ranges: trading or evaluating a day the model has already
+    seen is look-ahead, and its results would be worthless. Signals without a training
+    window (the baselines) pass."""
+    window = getattr(signal, "train_window", None)
+    last = last or first
+    if window is None or last < window[0] or first > window[1]:
+        return
+    asked = f"{first}" if first == last else f"{first} .. {last}"
+    raise ValueError(f"model {getattr(signal, 'model_id', '') or '(unnamed)'} was trained on {window[0]} .. "
+                     f"{window[1]}, which includes {asked}: that is look-ahead; pick days after {window[1]} "
+                     "or a model trained before them")

@@ -29,7 +29,7 @@ tracker's table) in one transaction.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,7 +75,9 @@ class SignalModel:
     ``policy``: a stable-baselines3 algorithm (PPO, GRPO) or policy with the
     PUT / FLAT / CALL action space (``Discrete(3)``); ``vec_normalize``:
     the VecNormalize the model was trained with (its statistics are used frozen), or None.
-    ``alpha`` in (0, 1]: 1 means no smoothing.
+    ``alpha`` in (0, 1]: 1 means no smoothing. ``train_window``: the first and last day
+    it was trained on (from its meta.json when loaded): a day inside it is refused
+    (``refuse_look_ahead``), since the model has already seen how that day went.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class SignalModel:
         model_id: str = "",
         record: bool = False,
         on_prediction: Callable[[Signal], None] | None = None,
+        train_window: tuple[date, date] | None = None,
     ):
         if not (math.isfinite(alpha) and 0.0 < alpha <= 1.0):
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
@@ -106,6 +109,7 @@ class SignalModel:
         self.threshold = float(threshold)
         self.symbol = symbol.upper()
         self.model_id = model_id
+        self.train_window = train_window
         self.record = record
         self.on_prediction = on_prediction
         self.predictions: list[Signal] = []
@@ -122,6 +126,8 @@ class SignalModel:
         kwargs.setdefault("symbol", meta.get("symbol", "SPY"))
         kwargs.setdefault("model_id", path.name)
         kwargs.setdefault("threshold", meta.get("env_config", {}).get("threshold", DECISION_THRESHOLD))
+        days = sorted(date.fromisoformat(d) for d in meta.get("train_days", []))
+        kwargs.setdefault("train_window", (days[0], days[-1]) if days else None)
         return cls(model, vec_normalize, **kwargs)
 
     @classmethod
@@ -217,3 +223,4 @@ class SignalModel:
         count = len(self.predictions)
         self.predictions.clear()
         return count
+

@@ -22,6 +22,7 @@ from tradenova_dagster.market.bars_store import bars_for_day, quality_verdict
 from tradenova_dagster.market.context import MarketContext, compute_context, load_context, save_context
 from tradenova_dagster.market.data import MarketDataError
 from tradenova_dagster.store import Store
+from tradenova_dagster.strategies import refuse_look_ahead
 from tradenova_dagster.session.clock import PacedClock, SimulatedClock, live_clock
 from tradenova_dagster.session.engine import SessionReport, SessionSettings, TradingSession
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
@@ -121,6 +122,7 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     """
     day = calendar.require_trading_day(day, "date")
     settings = settings or SessionSettings()
+    refuse_look_ahead(signal, day)
     refuse_bad_data(runtime.market, settings.symbol, day, source.name)
     open_, close = calendar.session_open_close(day)
     resumed = last_committed_bar(runtime.store, runtime.account, day)
