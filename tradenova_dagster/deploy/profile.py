@@ -97,6 +97,12 @@ concurrency:
       - key: "{job_tag}"
         value: "{training_job}"
         limit: 1
+      # One run per partition at a time: two backfills of the same day or sweep run never
+      # write its results at once; the second waits in the queue.
+      - key: "dagster/partition"
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 
 # Detect runs whose worker died (a crashed session) and enforce dagster/max_runtime tags.
 run_monitoring:
