@@ -165,13 +165,40 @@ def write_atomic(path: Path, write) -> Path:
     return path
 
 
-def run_partition(store, source, key: str) -> tuple[Path, pd.DataFrame]:
-    """Run one (strategy, seed, fold) of a planned sweep: replay the fold's evaluation days
-    on the run's own backtest account, then write its result file. Returns (path, rows)."""
+def replay_run(store, source, signal, backtest_id: str, days, *, initial_cash: float = 100_000.0,
+               contracts: int = 1) -> pd.DataFrame:
+    """Replay ``days`` in order through the session loop on one backtest account (fresh on
+    the first day) and return the per-day result rows (``RESULT_COLUMNS`` but the run's
+    identity: sweep id, strategy, seed, fold)."""
     from tradenova_dagster.ledger.accounts import ledger_store
     from tradenova_dagster.session.day import backtest_account, backtest_day
     from tradenova_dagster.session.engine import SessionSettings
 
+    rows = []
+    for i, day in enumerate(days):
+        report = backtest_day(store, source, day, signal, backtest_id, initial_cash=initial_cash,
+                              settings=SessionSettings(contracts=contracts), fresh=i == 0)
+        rows.append({"day": day, "start_equity": report.start_equity, "end_equity": report.end_equity,
+                     "pnl": (report.end_equity or 0.0) - (report.start_equity or 0.0), "trades": report.trades,
+                     "entries": report.entries, "refused": report.refusals})
+    account = backtest_account(backtest_id)
+    ledger = ledger_store(account)
+    outcomes = ledger.query_df("SELECT day, count(*) FILTER (WHERE pnl > 0) AS wins, "
+                               "count(*) FILTER (WHERE pnl < 0) AS losses FROM trades WHERE account = ? GROUP BY day",
+                               [account])
+    equity = ledger.query_df("SELECT equity FROM equity_curve WHERE account = ? ORDER BY ts", [account])["equity"]
+    curve = pd.concat([pd.Series([initial_cash]), equity], ignore_index=True)
+    drawdown = float((1.0 - curve / curve.cummax()).max())
+    outcomes = outcomes.set_index(pd.to_datetime(outcomes["day"]).dt.date)
+    frame = pd.DataFrame(rows)
+    return frame.assign(wins=[int(outcomes["wins"].get(d, 0)) for d in frame["day"]],
+                        losses=[int(outcomes["losses"].get(d, 0)) for d in frame["day"]],
+                        max_drawdown=drawdown, model=signal.model_id, source=source.name)
+
+
+def run_partition(store, source, key: str) -> tuple[Path, pd.DataFrame]:
+    """Run one (strategy, seed, fold) of a planned sweep: replay the fold's evaluation days
+    on the run's own backtest account, then write its result file. Returns (path, rows)."""
     sweep_id, strategy, seed, fold_index = parse_partition_key(key)
     spec = load_spec(sweep_id)
     if strategy not in spec.strategies or seed not in spec.seeds or fold_index >= len(spec.folds):
@@ -182,28 +209,9 @@ def run_partition(store, source, key: str) -> tuple[Path, pd.DataFrame]:
                          "every run of a sweep reads the same data")
     fold = spec.folds[fold_index]
     signal = build_strategy(strategy, seed=seed, model_path=spec.model_paths.get(fold_index, ""), store=store)
-    backtest_id = f"sweep.{sweep_id}.{strategy}.s{seed}.f{fold_index}"
-    rows = []
-    for i, day in enumerate(fold.evaluation):
-        report = backtest_day(store, source, day, signal, backtest_id, initial_cash=spec.initial_cash,
-                              settings=SessionSettings(contracts=spec.contracts), fresh=i == 0)
-        rows.append({"day": day, "start_equity": report.start_equity, "end_equity": report.end_equity,
-                     "pnl": (report.end_equity or 0.0) - (report.start_equity or 0.0), "trades": report.trades,
-                     "entries": report.entries, "refused": report.refusals})
-    account = backtest_account(backtest_id)
-    ledger = ledger_store(account)
-    outcomes = ledger.query_df("SELECT day, count(*) FILTER (WHERE pnl > 0) AS wins, "
-                               "count(*) FILTER (WHERE pnl < 0) AS losses FROM trades WHERE account = ? GROUP BY day",
-                               [account])
-    equity = ledger.query_df("SELECT equity FROM equity_curve WHERE account = ? ORDER BY ts", [account])["equity"]
-    curve = pd.concat([pd.Series([spec.initial_cash]), equity], ignore_index=True)
-    drawdown = float((1.0 - curve / curve.cummax()).max())
-    outcomes = outcomes.set_index(pd.to_datetime(outcomes["day"]).dt.date)
-    frame = pd.DataFrame(rows)
-    frame = frame.assign(sweep_id=sweep_id, strategy=strategy, seed=seed, fold=fold_index,
-                         wins=[int(outcomes["wins"].get(d, 0)) for d in frame["day"]],
-                         losses=[int(outcomes["losses"].get(d, 0)) for d in frame["day"]],
-                         max_drawdown=drawdown, model=signal.model_id, source=source.name)[list(RESULT_COLUMNS)]
+    frame = replay_run(store, source, signal, f"sweep.{sweep_id}.{strategy}.s{seed}.f{fold_index}", fold.evaluation,
+                       initial_cash=spec.initial_cash, contracts=spec.contracts)
+    frame = frame.assign(sweep_id=sweep_id, strategy=strategy, seed=seed, fold=fold_index)[list(RESULT_COLUMNS)]
     path = result_path(sweep_id, strategy, seed, fold_index)
     write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
     return path, frame

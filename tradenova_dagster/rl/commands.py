@@ -1,4 +1,5 @@
-"""``tradenova train``: train a PPO or GRPO agent, evaluate it out of sample, register it.
+"""``tradenova train`` (train a PPO or GRPO agent, evaluate it out of sample, register it) and
+``tradenova evaluate --walk-forward``.
 
 Torch and stable-baselines3 are imported inside the command, so ``tradenova --help``
 stays fast.
@@ -20,6 +21,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_train_arguments(parser)
     parser.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="walk-forward evaluation: train per fold and seed, trade the unseen days after, vs baselines",
+        description="For each walk-forward fold and seed, train each agent on the fold's training window "
+        "only, then replay its evaluation days through the session loop on SimBroker (risk, ladder, costs on), "
+        "with the baselines on the same days; prints mean daily P&L, the IQM with its 95%% bootstrap CI across "
+        "seeds x folds, win rate, max drawdown and trades per day. Results: $TRADENOVA_HOME/sweeps/<id>/.",
+    )
+    evaluate.add_argument("--walk-forward", action="store_true", required=True,
+                          help="the evaluation mode (required: the only one)")
+    evaluate.add_argument("--start", required=True, help="first day of the range YYYY-MM-DD")
+    evaluate.add_argument("--end", required=True, help="last day of the range YYYY-MM-DD")
+    evaluate.add_argument("--folds", type=int, default=3)
+    evaluate.add_argument("--train-days", type=int, default=40, help="sessions in each training window")
+    evaluate.add_argument("--eval-days", type=int, default=10, help="sessions in each evaluation window")
+    evaluate.add_argument("--seeds", type=int, default=5)
+    evaluate.add_argument("--agents", nargs="+", default=["ppo", "grpo"], choices=("ppo", "grpo"))
+    evaluate.add_argument("--baselines", nargs="+",
+                          default=["flat", "always-call", "always-put", "random", "momentum", "orb"])
+    evaluate.add_argument("--timesteps", type=int, default=20_000, help="training steps per model")
+    evaluate.add_argument("--id", default="", help="evaluation id (default: wf-<start>-<end>-<time>)")
+    evaluate.add_argument("--symbol", default="SPY")
+    evaluate.add_argument("--source", choices=("synthetic", "file", "alpaca"),
+                          default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic")
+    evaluate.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"))
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``tradenova evaluate --walk-forward`` (see ``research.walk_forward``)."""
+    import time
+
+    from tqdm import tqdm
+
+    from tradenova_dagster.ledger.accounts import shared_store
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.research.sweep import sweep_dir
+    from tradenova_dagster.research.walk_forward import plan_walk_forward, run_walk_forward
+
+    evaluation_id = args.id or f"wf-{args.start}-{args.end}-{time.strftime('%Y%m%dT%H%M%S')}"
+    plan = plan_walk_forward(evaluation_id, args.start, args.end, n_folds=args.folds, train_days=args.train_days,
+                             eval_days=args.eval_days, seeds=args.seeds, agents=args.agents,
+                             baselines=args.baselines, timesteps=args.timesteps, symbol=args.symbol)
+    source = get_source(args.source, **({"data_dir": args.data_dir} if args.source == "file" and args.data_dir else {}))
+    print(f"walk-forward {evaluation_id}: {len(plan.folds)} folds on {args.source} data "
+          + ", ".join(f"[train {f.train[0]}..{f.train[-1]} | eval {f.evaluation[0]}..{f.evaluation[-1]}]"
+                      for f in plan.folds))
+    with tqdm(total=len(plan.runs()), desc="walk-forward", unit="run", disable=args.no_progress) as bar:
+        summary = run_walk_forward(plan, shared_store(), source,
+                                   progress=lambda what: (bar.set_postfix_str(what), bar.update()))
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    print(f"results: {sweep_dir(evaluation_id)} (one Parquet file per run, summary.parquet)")
+    return 0
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
