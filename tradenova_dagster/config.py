@@ -61,6 +61,15 @@ def tensorboard_dir() -> Path:
     return _subdir("tensorboard")
 
 
+RUN_MONITORING_YAML = """\
+# Detect runs whose worker died (a crashed session) and enforce dagster/max_runtime tags.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  poll_interval_seconds: 30
+"""
+
 DAGSTER_YAML = f"""\
 # Written by TradeNova on first use; edit freely, it is not overwritten.
 telemetry:
@@ -78,13 +87,7 @@ concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 
-# Detect runs whose worker died (a crashed session) and enforce dagster/max_runtime tags.
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180
-  cancel_timeout_seconds: 180
-  poll_interval_seconds: 30
-"""
+{RUN_MONITORING_YAML}"""
 
 
 def dagster_home() -> Path:

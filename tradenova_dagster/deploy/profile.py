@@ -104,13 +104,7 @@ concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 
-# Detect runs whose worker died (a crashed session) and enforce dagster/max_runtime tags.
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180
-  cancel_timeout_seconds: 180
-  poll_interval_seconds: 30
-"""
+""" + config.RUN_MONITORING_YAML
 
 
 def render(profile: str, max_backtests: int = DEFAULT_MAX_BACKTESTS, max_runs: int = DEFAULT_MAX_RUNS) -> str:

@@ -69,3 +69,21 @@ figure { margin: 1em 0; } img { max-width: 100%; }
 table.data td, table.data th { white-space: nowrap; }
 .scroll { overflow-x: auto; }
 """
+
+# (key in calculate_metrics, label, format): the metrics a report or a tearsheet shows, in order.
+METRIC_ROWS = (
+    ("total_pnl", "P&L", "money"),
+    ("total_return", "Return", "pct"),
+    ("num_trades", "Trades", "int"),
+    ("num_days", "Trading days", "int"),
+    ("win_rate", "Win rate", "pct"),
+    ("avg_win", "Average win", "money"),
+    ("avg_loss", "Average loss", "money"),
+    ("profit_factor", "Profit factor", "ratio"),
+    ("expectancy", "Expectancy (per trade)", "money"),
+    ("sharpe_ratio", "Sharpe ratio (annualised)", "ratio"),
+    ("sortino_ratio", "Sortino ratio (annualised)", "ratio"),
+    ("max_drawdown", "Max drawdown", "pct"),
+    ("start_equity", "Equity at the start", "dollars"),
+    ("end_equity", "Equity at the end", "dollars"),
+)

@@ -33,7 +33,7 @@ import pandas as pd
 from tradenova_dagster import config
 from tradenova_dagster.market import calendar
 from tradenova_dagster.metrics import charts
-from tradenova_dagster.metrics.page import CSS, DEFINITIONS, fmt, ny_time, table
+from tradenova_dagster.metrics.page import CSS, DEFINITIONS, METRIC_ROWS, fmt, ny_time, table
 from tradenova_dagster.metrics.tearsheet import Tearsheet, collect
 from tradenova_dagster.metrics.tearsheet_html import sections
 from tradenova_dagster.metrics.tracker import DEFAULT_ACCOUNT, MetricsTracker
@@ -50,22 +50,6 @@ _DAY_ROWS = (
     ("commission", "Commission", "money"),
     ("end_equity", "Equity at the close (realised)", "dollars"),
     ("drawdown", "Drawdown at the close (from the window's peak)", "pct"),
-)
-_WINDOW_ROWS = (
-    ("total_pnl", "P&L", "money"),
-    ("total_return", "Return", "pct"),
-    ("num_trades", "Trades", "int"),
-    ("num_days", "Trading days", "int"),
-    ("win_rate", "Win rate", "pct"),
-    ("avg_win", "Average win", "money"),
-    ("avg_loss", "Average loss", "money"),
-    ("profit_factor", "Profit factor", "ratio"),
-    ("expectancy", "Expectancy (per trade)", "money"),
-    ("sharpe_ratio", "Sharpe ratio (annualised)", "ratio"),
-    ("sortino_ratio", "Sortino ratio (annualised)", "ratio"),
-    ("max_drawdown", "Max drawdown", "pct"),
-    ("start_equity", "Equity at the start", "dollars"),
-    ("end_equity", "Equity at the end", "dollars"),
 )
 _UNDEFINED_WHY = {
     "sharpe_ratio": "undefined: fewer than 2 days or no variation in daily returns",
@@ -108,7 +92,7 @@ class DailyReport:
         flat: dict[str, Any] = {}
         for key, _label, _fmt in _DAY_ROWS:
             flat[f"day.{key}"] = self.day_metrics.get(key)
-        for key, _label, _fmt in _WINDOW_ROWS:
+        for key, _label, _fmt in METRIC_ROWS:
             flat[f"window.{key}"] = self.window_metrics.get(key)
         flat["risk_events"] = len(self.risk_events)
         flat["predictions"] = int(self.predictions["predictions"].sum()) if len(self.predictions) else 0
@@ -389,7 +373,7 @@ generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}</p>
 {_metric_rows("day", _DAY_ROWS, report.day_metrics)}
 </table></div>
 <div><h2>Last {report.lookback_days} days</h2><table>
-{_metric_rows("window", _WINDOW_ROWS, w)}
+{_metric_rows("window", METRIC_ROWS, w)}
 </table></div>
 </div>
 <h2>Charts</h2>

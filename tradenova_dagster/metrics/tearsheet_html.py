@@ -18,26 +18,9 @@ from typing import Any
 import pandas as pd
 
 from tradenova_dagster import config
-from tradenova_dagster.metrics.page import CSS, DEFINITIONS, fmt, ny_time, table
+from tradenova_dagster.metrics.page import CSS, DEFINITIONS, METRIC_ROWS, fmt, ny_time, table
 from tradenova_dagster.metrics.tearsheet import BENCHMARK, MAX_TRADE_ROWS, Tearsheet
 
-# (key in calculate_metrics, label, format) of the per-strategy table.
-STRATEGY_ROWS = (
-    ("total_pnl", "P&L", "money"),
-    ("total_return", "Return", "pct"),
-    ("num_trades", "Trades", "int"),
-    ("num_days", "Trading days", "int"),
-    ("win_rate", "Win rate", "pct"),
-    ("avg_win", "Average win", "money"),
-    ("avg_loss", "Average loss", "money"),
-    ("profit_factor", "Profit factor", "ratio"),
-    ("expectancy", "Expectancy (per trade)", "money"),
-    ("sharpe_ratio", "Sharpe ratio (annualised)", "ratio"),
-    ("sortino_ratio", "Sortino ratio (annualised)", "ratio"),
-    ("max_drawdown", "Max drawdown", "pct"),
-    ("start_equity", "Equity at the start", "dollars"),
-    ("end_equity", "Equity at the end", "dollars"),
-)
 CHART_ALT = {
     "cumulative_returns": f"cumulative return of each strategy and of {BENCHMARK} buy and hold",
     "underwater": "drawdown from the running peak of equity",
@@ -71,7 +54,7 @@ def strategy_table(sheet: Tearsheet) -> str:
     (one account each), then SPY buy and hold's return over the same days."""
     head = "".join(f"<th>{html.escape(a)}</th>" for a in sheet.accounts)
     rows = []
-    for key, label, kind in STRATEGY_ROWS:
+    for key, label, kind in METRIC_ROWS:
         cells = "".join(_cell(a, key, sheet.metrics[a].get(key), kind) for a in sheet.accounts)
         rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
     bench = "undefined" if sheet.benchmark is None else fmt(float(sheet.benchmark.iloc[-1]), "pct")
