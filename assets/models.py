@@ -6,26 +6,32 @@ partitioned ``market_bars`` asset: a non-partitioned asset downstream of a parti
 would need every partition since 2022. The split is walk-forward: the ``n_eval_days``
 sessions ending at ``end`` are held out, the ``n_train_days`` before them are trained on.
 
-``model_evaluation`` runs each model's SignalModel (the smoothed policy that trades) over
-the held-out sessions against flat, always-call, random (same trade frequency) and
-momentum baselines, records every verdict in DuckDB (``model_evaluations``), and its
-``promotable`` check fails when no model beats flat and random out of sample. The
-promotion sensor reads ``best_model_id`` from the check's metadata.
+``model_evaluation`` replays the held-out sessions through the real session loop on
+SimBroker (``rl.evaluate.evaluate_replay``) for each model's SignalModel (the smoothed
+policy that trades) and for every baseline (flat, always-call, always-put, random,
+momentum, orb; each on a backtest account of its own), and gates each model
+(``rl.gate.gate``: the 95% bootstrap CI of its daily after-cost P&L above 0 and its IQM
+above every baseline's). Every verdict is recorded in DuckDB (``model_evaluations``); the
+gate's inputs per agent are the ``agents`` metadata table; the ``promotable`` check passes
+when some model passes the gate, and names the best (highest IQM) in ``best_model_id``,
+which the promotion sensor reads.
 """
 
 
+from datetime import date
 from typing import Optional
 
 import dagster as dg
 
+from assets.market import table_metadata
 from resources.market_data import MarketDataResource
 from resources.store import StoreResource
 from tradenova_dagster import config as tn_config
 from tradenova_dagster.rl import registry
 from tradenova_dagster.rl.dataset import TrainingDataset, build_dataset, default_train_eval_days
-from tradenova_dagster.rl.env import EnvConfig
 
 GROUP = "models"
+OWNERS = ["team:research"]
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -35,7 +41,8 @@ class TrainingDatasetConfig(dg.Config):
     n_eval_days: int = 20
 
 
-@dg.asset(group_name=GROUP, kinds={"numpy"}, description="Features and prices of the training sessions (a .npz file), "
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds={"numpy"},
+          description="Features and prices of the training sessions (a .npz file), "
           "and the held-out sessions that follow them for evaluation.")
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -99,9 +106,11 @@ class GRPOModelConfig(dg.Config):
 
 
 def _train(context: dg.AssetExecutionContext, agent: str, config: dg.Config, dataset_info: dict, store) -> dg.Output[dict]:
-    from tradenova_dagster.rl.train import train_model
+    from tradenova_dagster.rl.train import train_model, validate_config
 
     hyperparams = config.model_dump(exclude={"timesteps", "seed", "checkpoint_every"})
+    validate_config(agent, config.timesteps, hyperparams, seed=config.seed,  # before the dataset is read
+                    checkpoint_every=config.checkpoint_every)
     dataset = TrainingDataset.load(dataset_info["path"])
     context.log.info(f"training {agent} on {len(dataset.days)} sessions of {dataset.symbol} for {config.timesteps} steps")
     result = train_model(
@@ -124,7 +133,8 @@ def _train(context: dg.AssetExecutionContext, agent: str, config: dg.Config, dat
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch"}, description="A PPO agent (stable-baselines3) trained on the training "
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds={"pytorch"},
+          description="A PPO agent (stable-baselines3) trained on the training "
           "dataset; files under $TRADENOVA_HOME/models/<model_id>, registered in DuckDB.")
 def ppo_model(
     context: dg.AssetExecutionContext, config: PPOModelConfig, training_dataset: dict, store: StoreResource
@@ -132,7 +142,8 @@ def ppo_model(
     return _train(context, "ppo", config, training_dataset, store)
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch"}, description="A GRPO agent (group-relative advantages, no value "
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds={"pytorch"},
+          description="A GRPO agent (group-relative advantages, no value "
           "network, KL to a frozen reference) trained on the training dataset.")
 def grpo_model(
     context: dg.AssetExecutionContext, config: GRPOModelConfig, training_dataset: dict, store: StoreResource
@@ -140,24 +151,35 @@ def grpo_model(
     return _train(context, "grpo", config, training_dataset, store)
 
 
+VERDICT_COLUMNS = {"model_id": "string", "agent": "string", "promotable": "bool", "mean_daily_pnl": "float",
+                   "iqm_daily_pnl": "float", "ci_low": "float", "ci_high": "float",
+                   "reason": "string"}  # model_evaluation's "models" table
+AGENT_COLUMNS = {"evaluated_model": "string", "agent": "string", "model_id": "string", "days": "int",
+                 "mean_daily_pnl": "float", "iqm_daily_pnl": "float", "ci_low": "float", "ci_high": "float",
+                 "win_rate": "float", "max_drawdown": "float", "trades_per_day": "float"}  # the gate's inputs
+
+
 class EvaluationConfig(dg.Config):
-    random_seeds: list[int] = [0, 1, 2, 3, 4]
+    seed: int = 0  # the random baseline's seed
     alpha: Optional[float] = None  # SignalModel smoothing; default the SignalModel's
 
 
 @dg.asset(
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"duckdb"},
     check_specs=[
         dg.AssetCheckSpec(
             "promotable",
             asset="model_evaluation",
-            description="At least one model beats both always-flat and random (same trade frequency) "
-            "out of sample, after costs; a model that does not is never promoted.",
+            description="The gate (rl/gate.py): a model passes only if the 95% bootstrap CI of its daily "
+            "after-cost P&L, replayed through the session loop, lies above 0 and its IQM beats every "
+            "baseline's; a model that does not is never promoted.",
         )
     ],
-    description="Walk-forward, out-of-sample evaluation of the PPO and GRPO models on the held-out "
-    "sessions, after costs, against flat / always-call / random / momentum baselines.",
+    description="Out-of-sample evaluation of the PPO and GRPO models: the held-out sessions replayed "
+    "through the real session loop on SimBroker (risk rules, ladder, costs) for each model and for "
+    "the flat / always-call / always-put / random / momentum / orb baselines, then the gate.",
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,
@@ -168,51 +190,51 @@ def model_evaluation(
     store: StoreResource,
     market_data: MarketDataResource,
 ):
-    from tradenova_dagster.rl.evaluate import evaluate_signal
+    from tradenova_dagster.rl.evaluate import evaluate_replay, replay_baselines
     from tradenova_dagster.rl.signal import SignalModel
 
     db = store.get_store()
-    eval_data = build_dataset(training_dataset["symbol"], training_dataset["eval_days"], market_data.get_source(), db)
+    source = market_data.get_source()
+    eval_days = [date.fromisoformat(d) for d in training_dataset["eval_days"]]
     signal_kwargs = {"alpha": config.alpha} if config.alpha is not None else {}
+    # The baselines do not depend on the model: replayed once, on accounts of this run.
+    baselines = replay_baselines(db, source, eval_days, f"run.{context.run_id[:8]}", seed=config.seed)
     verdicts: dict[str, dict] = {}
-    sections, charts = [], {}
+    agent_rows, sections, charts = [], [], {}
     for info in (ppo_model, grpo_model):
         record = registry.get_model(info["model_id"], db)
-        evaluation = evaluate_signal(
-            SignalModel.from_record(record, **signal_kwargs),
-            eval_data.days,
-            env_config=EnvConfig.from_dict(record.meta["env_config"]),
-            train_days=record.train_days,
-            random_seeds=config.random_seeds,
-            name=record.agent,
-        )
+        evaluation = evaluate_replay(db, source, eval_days, SignalModel.from_record(record, **signal_kwargs),
+                                     name=record.agent, label=record.model_id, train_days=record.train_days,
+                                     baselines=baselines)
         registry.record_evaluation(
-            record.model_id, eval_days=eval_data.dates, promotable=evaluation.promotable,
+            record.model_id, eval_days=eval_days, promotable=evaluation.promotable,
             reason=evaluation.reason, metrics=evaluation.as_dict(), run_id=context.run_id, store=db,
         )
-        chart = evaluation.save_chart(tn_config.reports_dir() / "models" / f"{record.model_id}_evaluation.png")
+        chart = tn_config.reports_dir() / "models" / f"{record.model_id}_evaluation.png"
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        chart.write_bytes(evaluation.chart_png())
         charts[record.agent] = str(chart)
+        verdict = evaluation.verdict
         verdicts[record.model_id] = {
-            "agent": record.agent,
-            "promotable": evaluation.promotable,
-            "reason": evaluation.reason,
-            "total_return": evaluation.model.total_return,
-            "sharpe": evaluation.model.sharpe,
+            "agent": record.agent, "promotable": verdict.promotable, "reason": verdict.reason,
+            "mean_daily_pnl": verdict.mean, "iqm_daily_pnl": verdict.iqm, "ci_low": verdict.ci_low,
+            "ci_high": verdict.ci_high,
         }
-        sections.append(f"### {record.agent} `{record.model_id}`\n\n{evaluation.markdown()}\n\n"
-                        f"**{'promotable' if evaluation.promotable else 'not promotable'}**: {evaluation.reason}\n\n"
-                        f"{evaluation.chart_markdown()}")
+        agent_rows += [{"evaluated_model": record.model_id, **row} for row in evaluation.rows()]
+        sections.append(f"### {record.agent} `{record.model_id}`\n\n"
+                        f"**{'promotable' if verdict.promotable else 'not promotable'}**: {verdict.reason}")
 
     promotable = {mid: v for mid, v in verdicts.items() if v["promotable"]}
-    best = max(promotable, key=lambda mid: promotable[mid]["total_return"]) if promotable else None
+    best = max(promotable, key=lambda mid: promotable[mid]["iqm_daily_pnl"]) if promotable else None
+    agents_table = table_metadata(agent_rows, AGENT_COLUMNS)
     metadata = {
-        "eval_range": f"{eval_data.dates[0]} .. {eval_data.dates[-1]}",
-        "eval_days": len(eval_data.dates),
+        "eval_range": f"{eval_days[0]} .. {eval_days[-1]}",
+        "eval_days": len(eval_days),
         "best_model_id": best or "",
         "promotable_models": ", ".join(promotable) or "none",
-        **{f"{v['agent']}_return": v["total_return"] for v in verdicts.values()},
-        **{f"{v['agent']}_sharpe": v["sharpe"] for v in verdicts.values()},
         **{f"{agent}_chart": dg.MetadataValue.path(path) for agent, path in charts.items()},
+        "models": table_metadata([{"model_id": mid, **v} for mid, v in verdicts.items()], VERDICT_COLUMNS),
+        "agents": agents_table,
     }
     yield dg.Output(
         {"best_model_id": best, "models": verdicts, "eval_days": training_dataset["eval_days"]},
@@ -222,7 +244,8 @@ def model_evaluation(
         check_name="promotable",
         passed=best is not None,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(f"{best} beats flat and random out of sample" if best
-                     else "no model beats flat and random out of sample: nothing to promote"),
-        metadata={"best_model_id": best or "", **{f"{mid}": v["reason"] for mid, v in verdicts.items()}},
+        description=(f"{best} passes the gate: {verdicts[best]['reason']}" if best
+                     else "no model passes the gate: nothing to promote"),
+        metadata={"best_model_id": best or "", "agents": agents_table,
+                  **{mid: v["reason"] for mid, v in verdicts.items()}},
     )

@@ -1,7 +1,9 @@
 """The model promotion sensor: a model whose evaluation passed trades the next session.
 
-``model_evaluation`` (assets/models.py) evaluates the freshly trained models out of
-sample and yields its ``promotable`` asset check in the same step, with the winner in the
+``model_evaluation`` (assets/models.py) replays the freshly trained models and the
+baselines over held-out sessions through the session loop, gates each model
+(``rl.gate.gate``: CI low of daily after-cost P&L above 0, IQM above every baseline's)
+and yields its ``promotable`` asset check in the same step, with the winner in the
 check's metadata (``best_model_id``). This sensor reads ``model_evaluation``
 materializations newer than its cursor (an event storage id), oldest first, and for each
 one looks up the ``promotable`` check evaluation of the same run:

@@ -21,7 +21,7 @@ def test_tradenova_train_registers_evaluates_and_writes_logs_and_checkpoints(tra
     (record,) = registry.list_models("SPY", "ppo", store)
     assert record.timesteps >= 4096 and record.n_train_days == 3
     assert record.train_end.isoformat() == "2026-11-18"
-    assert "| always_call |" in out and ("PROMOTABLE" in out)
+    assert "always-call" in out and "orb" in out and "PROMOTABLE" in out  # the gate, against every baseline
     evaluation = registry.latest_evaluation(record.model_id, store)
     assert evaluation["eval_start"].isoformat() == "2026-11-19" and evaluation["n_days"] == 2
     assert any((tradenova_home / "tensorboard").glob(f"{record.model_id}_*/events.out.tfevents.*"))

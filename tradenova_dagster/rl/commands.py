@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a PPO or GRPO agent on market data and evaluate it out of sample",
         description="Train on the N sessions before a held-out evaluation window, save the "
         "model under $TRADENOVA_HOME/models, log to TensorBoard, and print the out-of-sample "
-        "evaluation against flat, always-call, random and momentum baselines.",
+        "evaluation: the held-out days replayed through the session loop against the baselines, and the "
+        "gate's verdict (--promote promotes only a model that passes it).",
     )
     add_train_arguments(parser)
     parser.set_defaults(func=run_train)
@@ -101,8 +102,10 @@ def run_train(args: argparse.Namespace) -> int:
     from tradenova_dagster.ledger.accounts import shared_store
     from tradenova_dagster.rl import registry
     from tradenova_dagster.rl.dataset import build_dataset, default_train_eval_days
-    from tradenova_dagster.rl.env import EnvConfig
-    from tradenova_dagster.rl.evaluate import evaluate_signal
+    import pandas as pd
+
+    from tradenova_dagster.rl.evaluate import evaluate_replay
+    from tradenova_dagster.rl.signal import SignalModel
     from tradenova_dagster.rl.train import train_model, validate_config
 
     if args.timesteps < 1:
@@ -123,12 +126,12 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"saved to {record.path}; TensorBoard: tensorboard --logdir {config.tensorboard_dir()}")
     if not eval_days:
         return 0
-    eval_data = build_dataset(args.symbol, eval_days, source, store)
-    evaluation = evaluate_signal(result.signal_model(), eval_data.days,
-                                 env_config=EnvConfig.from_dict(record.meta["env_config"]), train_days=dataset.dates)
-    registry.record_evaluation(record.model_id, eval_days=eval_data.dates, promotable=evaluation.promotable,
+    # The gate: the held-out days replayed through the session loop (risk, ladder, costs), with the baselines.
+    evaluation = evaluate_replay(store, source, eval_days, SignalModel.load(record.path), name=args.agent,
+                                 label=record.model_id, train_days=dataset.dates)
+    registry.record_evaluation(record.model_id, eval_days=list(evaluation.eval_days), promotable=evaluation.promotable,
                                reason=evaluation.reason, metrics=evaluation.as_dict(), store=store)
-    print(evaluation.markdown())
+    print(pd.DataFrame(evaluation.rows()).to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     print(("PROMOTABLE: " if evaluation.promotable else "NOT PROMOTABLE: ") + evaluation.reason)
     if args.promote and evaluation.promotable:
         registry.promote(record.model_id, reason="tradenova train --promote", store=store)

@@ -1,19 +1,21 @@
-"""Out-of-sample evaluation of a model against simple baselines, after costs.
+"""Out-of-sample evaluation of a model against baselines, after costs — two ways.
 
-A model is run through :class:`TradingEnv` over whole sessions it never trained on (a day
-in its training set is refused), through :class:`SignalModel` — the smoothed policy that
-will trade — and compared with:
+**The gate's evaluation: replays through the session loop** (``evaluate_replay``). The
+held-out days are replayed through the real session loop on SimBroker
+(``session.day.backtest_day``: risk rules, take-profit ladder, option pricing and costs
+all on) for the model and for every baseline of ``strategies.BASELINES`` (flat,
+always-call, always-put, uniform random, momentum, opening-range breakout), each on a
+backtest account of its own (``eval-<label>-<strategy>``, one account across the days).
+Per agent: daily after-cost P&L (end minus start equity), its mean, IQM and 95% bootstrap
+CI, win rate (share of days with a positive P&L), max drawdown (intraday, a fraction of
+peak equity) and trades per day; the verdict is ``rl.gate.gate`` on the daily P&L. This is
+the P&L the account would book, so it is what promotion is decided on.
 
-- ``flat``: never trades (0 by construction: the bar to beat);
-- ``always_call``: holds an ATM call all day (long premium, pays theta);
-- ``random``: switches to a random other decision with the model's own switching rate
-  (the same trade frequency), averaged over several seeds;
-- ``momentum``: calls when the last 15 minutes rose by more than one implied-sigma, puts
-  when they fell as much, flat otherwise.
-
-Per policy: total return on capital, Sharpe (daily, annualised), max drawdown of the
-end-of-day equity, trades per day and % of bars flat. The verdict: promotable iff the
-model's total return beats both flat and the random baseline's mean.
+**A quick diagnostic in the training environment** (``evaluate_signal``): the same
+SignalModel through :class:`TradingEnv` against flat, always-call, a random policy with the
+model's switching rate and a momentum rule. Fast, but the env is not the session loop
+(no risk rules, no ladder), so its verdict — total return above flat and the random
+mean — is a training-time check, never the promotion gate.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class MomentumPolicy:
 
 
 class SignalPolicy:
-    """A SignalModel as an evaluation policy: the smoothed action is what the env trades."""
+    """A SignalModel as an evaluation policy: its smoothed score ``P(call) − P(put)`` is the
+    env's action, so the env's ±threshold turns it into the decision the session would take."""
 
     def __init__(self, signal, name: str = "model"):
         self.signal = signal
@@ -252,25 +255,8 @@ class Evaluation:
 
     def chart_png(self) -> bytes:
         """Cumulative P&L per policy over the evaluation days, as PNG bytes."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-        x = [d.isoformat() for d in self.eval_days]
-        for result in [self.model, *self.baselines.values(), self.random_runs[0]]:
-            ax.plot(x, np.cumsum(result.daily_pnl), label=result.name, lw=2 if result is self.model else 1)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_ylabel("cumulative P&L ($)")
-        ax.set_title("Out-of-sample P&L after costs")
-        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        return buffer.getvalue()
+        series = {r.name: r.daily_pnl for r in [self.model, *self.baselines.values(), self.random_runs[0]]}
+        return cumulative_pnl_png(self.eval_days, series, self.model.name)
 
     def chart_markdown(self) -> str:
         return f"![cumulative P&L](data:image/png;base64,{base64.b64encode(self.chart_png()).decode()})"
@@ -280,6 +266,29 @@ class Evaluation:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.chart_png())
         return path
+
+
+def cumulative_pnl_png(days: Sequence[date], daily_pnl: dict[str, Sequence[float]], highlight: str) -> bytes:
+    """Cumulative P&L per agent over ``days`` as PNG bytes (``highlight`` drawn thicker)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    x = [d.isoformat() for d in days]
+    for name, pnl in daily_pnl.items():
+        ax.plot(x, np.cumsum(pnl), label=name, lw=2 if name == highlight else 1)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_ylabel("cumulative P&L ($)")
+    ax.set_title("Out-of-sample P&L after costs")
+    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def evaluate_signal(
@@ -306,13 +315,109 @@ def evaluate_signal(
     return Evaluation(model, baselines, random_runs, [d.day for d in days])
 
 
-def evaluate_model_dir(path, days: Sequence[DayData], **kwargs) -> Evaluation:
-    """Evaluate a saved model folder with its own env config and training days."""
-    from tradenova_dagster.rl import registry
-    from tradenova_dagster.rl.signal import SignalModel
+# --------------------------------------------------------------------------- replays (the gate's)
 
-    meta = registry.read_meta(path)
-    signal = SignalModel.load(path, **kwargs.pop("signal_kwargs", {}))
-    kwargs.setdefault("env_config", EnvConfig.from_dict(meta.get("env_config")))
-    kwargs.setdefault("train_days", [date.fromisoformat(d) for d in meta.get("train_days", [])])
-    return evaluate_signal(signal, days, **kwargs)
+
+@dataclass
+class AgentRun:
+    """One agent replayed over the evaluation days on its own backtest account."""
+
+    name: str
+    model_id: str
+    account: str
+    daily_pnl: list[float]
+    trades: list[int]
+    max_drawdown: float
+
+    def row(self) -> dict:
+        from tradenova_dagster.rl.gate import iqm, mean_ci
+
+        low, high = mean_ci(self.daily_pnl)
+        return {"agent": self.name, "model_id": self.model_id, "days": len(self.daily_pnl),
+                "mean_daily_pnl": float(np.mean(self.daily_pnl)), "iqm_daily_pnl": iqm(self.daily_pnl),
+                "ci_low": low, "ci_high": high, "win_rate": float(np.mean(np.asarray(self.daily_pnl) > 0.0)),
+                "max_drawdown": self.max_drawdown, "trades_per_day": float(np.mean(self.trades))}
+
+
+def backtest_id(label: str, agent: str) -> str:
+    """``eval-<label>-<agent>`` with anything a backtest id refuses turned into '_'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in f"eval-{label}-{agent}")
+
+
+def replay_agent(store, source, days: Sequence[date], signal, name: str, label: str, *,
+                 initial_cash: float = 100_000.0) -> AgentRun:
+    """Replay ``days`` in order through the session loop with ``signal``, as one account
+    (the first day starts it afresh: ``research.sweep.replay_run``), and read its daily
+    P&L, trades and drawdown."""
+    from tradenova_dagster.research.sweep import replay_run
+    from tradenova_dagster.session.day import backtest_account
+
+    bid = backtest_id(label, name)
+    frame = replay_run(store, source, signal, bid, days, initial_cash=initial_cash)
+    return AgentRun(name, getattr(signal, "model_id", "") or name, backtest_account(bid),
+                    [float(v) for v in frame["pnl"]], [int(v) for v in frame["trades"]],
+                    float(frame["max_drawdown"].iloc[0]) if len(frame) else 0.0)
+
+
+def replay_baselines(store, source, days: Sequence[date], label: str, *, seed: int = 0, **kwargs) -> dict[str, AgentRun]:
+    """Every baseline of ``strategies.BASELINES`` replayed over ``days`` (``random`` seeded)."""
+    from tradenova_dagster.strategies import BASELINES, build_strategy
+
+    return {name: replay_agent(store, source, days, build_strategy(name, seed=seed), name, label, **kwargs)
+            for name in BASELINES}
+
+
+@dataclass
+class ReplayEvaluation:
+    """A model and the baselines over the same replayed days, and the gate's verdict."""
+
+    model: AgentRun
+    baselines: dict[str, AgentRun]
+    eval_days: list[date]
+
+    def __post_init__(self) -> None:
+        from tradenova_dagster.rl.gate import gate
+
+        self.verdict = gate(self.model.daily_pnl, {n: r.daily_pnl for n, r in self.baselines.items()})
+
+    @property
+    def promotable(self) -> bool:
+        return self.verdict.promotable
+
+    @property
+    def reason(self) -> str:
+        return self.verdict.reason
+
+    def rows(self) -> list[dict]:
+        return [self.model.row(), *(run.row() for run in self.baselines.values())]
+
+    def as_dict(self) -> dict:
+        return {"promotable": self.promotable, "reason": self.reason, "verdict": self.verdict.as_dict(),
+                "eval_days": [d.isoformat() for d in self.eval_days], "agents": self.rows(),
+                "daily_pnl": {r.name: r.daily_pnl for r in (self.model, *self.baselines.values())}}
+
+    def chart_png(self) -> bytes:
+        series = {r.name: r.daily_pnl for r in (self.model, *self.baselines.values())}
+        return cumulative_pnl_png(self.eval_days, series, self.model.name)
+
+
+def evaluate_replay(store, source, days: Sequence, signal, *, name: str = "model", label: str | None = None,
+                    train_days: Iterable[date] = (), baselines: dict[str, AgentRun] | None = None,
+                    seed: int = 0, **kwargs) -> ReplayEvaluation:
+    """Replay out-of-sample ``days`` for ``signal`` (account ``eval-<label>-<name>``, label
+    the model id by default) and — unless already replayed over the same days and given
+    as ``baselines`` — every baseline, then gate the model against them."""
+    from tradenova_dagster.market import calendar
+
+    days = [calendar.require_trading_day(d, "eval_days") for d in days]
+    if not days:
+        raise ValueError("eval_days: an evaluation needs at least one day, got none")
+    overlap = sorted(set(days) & set(train_days))
+    if overlap:
+        raise ValueError(f"eval_days: {len(overlap)} evaluation days were trained on (first {overlap[0]}); "
+                         "evaluate out of sample only")
+    label = label or getattr(signal, "model_id", "") or name
+    model = replay_agent(store, source, days, signal, name, label, **kwargs)
+    if baselines is None:
+        baselines = replay_baselines(store, source, days, label, seed=seed, **kwargs)
+    return ReplayEvaluation(model, baselines, days)
