@@ -102,18 +102,26 @@ def launch(plan: BacktestPlan, backtest_id: str, strategy: str, instance, *, pro
 
     worker = threading.Thread(target=execute, name=f"backtest {backtest_id}")
     worker.start()
-    done = 0
-    while worker.is_alive():
-        worker.join(0.25)
+    done, cursor = 0, None
+
+    def read_new_days() -> int:  # only the run's events since the last read (the cursor)
+        nonlocal cursor
+        page = instance.get_records_for_run(run_id, cursor=cursor)
+        cursor = page.cursor
+        return sum(1 for record in page.records if record.event_log_entry.user_message.startswith(DAY_DONE))
+
+    while True:
+        alive = worker.is_alive()
         if progress is not None and instance.has_run(run_id):
-            now = sum(1 for entry in instance.all_logs(run_id) if entry.user_message.startswith(DAY_DONE))
-            if now != done:
-                done = now
+            new = read_new_days()
+            if new:
+                done += new
                 progress(done)
+        if not alive:
+            break
+        worker.join(0.25)
     if "error" in outcome:
         raise outcome["error"]
-    if progress is not None:
-        progress(sum(1 for entry in instance.all_logs(run_id) if entry.user_message.startswith(DAY_DONE)))
     return outcome["result"]
 
 

@@ -70,30 +70,20 @@ class Tearsheet:
         return (self.end - self.start).days + 1
 
 
-def first_recorded_day(trackers: Sequence[MetricsTracker]) -> date | None:
-    """The earliest day with a trade or an equity row in any of these accounts."""
-    days = []
+def recorded_span(trackers: Sequence[MetricsTracker]) -> tuple[date | None, date | None]:
+    """The earliest and the latest day with a trade or an equity row in any of these
+    accounts (None, None: nothing recorded)."""
+    firsts, lasts = [], []
     for t in trackers:
         t.flush()
-        row = t.store.query(
+        first, last = t.store.query(
             "SELECT least((SELECT min(day) FROM trades WHERE account = $a),"
-            " (SELECT min(day) FROM equity_curve WHERE account = $a))", {"a": t.account})
-        if row and row[0][0] is not None:
-            days.append(row[0][0])
-    return min(days) if days else None
-
-
-def last_recorded_day(trackers: Sequence[MetricsTracker]) -> date | None:
-    """The latest day with a trade or an equity row in any of these accounts."""
-    days = []
-    for t in trackers:
-        t.flush()
-        row = t.store.query(
-            "SELECT greatest((SELECT max(day) FROM trades WHERE account = $a),"
-            " (SELECT max(day) FROM equity_curve WHERE account = $a))", {"a": t.account})
-        if row and row[0][0] is not None:
-            days.append(row[0][0])
-    return max(days) if days else None
+            " (SELECT min(day) FROM equity_curve WHERE account = $a)),"
+            " greatest((SELECT max(day) FROM trades WHERE account = $a),"
+            " (SELECT max(day) FROM equity_curve WHERE account = $a))", {"a": t.account})[0]
+        firsts += [first] if first is not None else []
+        lasts += [last] if last is not None else []
+    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
 
 
 def collect(trackers: Sequence[MetricsTracker], start: date | str, end: date | str, *,
@@ -272,7 +262,7 @@ def build_tearsheet(trackers: Sequence[MetricsTracker], start: date | str | None
     """
     from tradenova_dagster.metrics.tearsheet_html import render_tearsheet, tearsheet_path
 
-    first, last = first_recorded_day(trackers), last_recorded_day(trackers)
+    first, last = recorded_span(trackers)
     if start is None and first is None:
         raise ValueError(f"accounts {[t.account for t in trackers]} have no recorded trades or equity: "
                          "nothing to report (pass start and end to report an empty span)")

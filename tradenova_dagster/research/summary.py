@@ -8,12 +8,11 @@ never matches) and gives one row per strategy:
 - ``mean_daily_pnl``: P&L per replayed day, over every day of every run;
 - ``iqm_daily_pnl``: the interquartile mean (the middle half, 25% trimmed from each end)
   of the runs' mean daily P&L across seeds x folds, and ``ci_low`` / ``ci_high``, its 95%
-  bootstrap confidence interval (``scipy.stats.bootstrap``, percentile method, 2000
-  resamples, a fixed seed so a summary is reproducible). The IQM with a bootstrap CI is
+  bootstrap confidence interval (``rl.gate.bootstrap_ci``: the gate's own statistics,
+  percentile method, 2000 resamples, a fixed seed so a summary is reproducible). The IQM with a bootstrap CI is
   how a handful of noisy runs is compared without one lucky seed or fold deciding it
-  (Agarwal et al., "Deep RL at the edge of the statistical precipice", 2021). The
-  percentile method because BCa is undefined when every run is identical (``flat``);
-  fewer than two runs give no interval (NaN).
+  (Agarwal et al., "Deep RL at the edge of the statistical precipice", 2021).
+  Fewer than two runs give no interval (NaN).
 - ``win_rate``: winning trades / trades with a non-zero P&L, over all runs (NaN: none);
 - ``max_drawdown``: the worst intraday drawdown of any run (a fraction of peak equity);
 - ``trades_per_day``: trades / replayed days.
@@ -24,32 +23,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tradenova_dagster.research.sweep import RESULT_GLOB
+from tradenova_dagster.rl.gate import bootstrap_ci, iqm  # the gate's statistics: one definition
 
 SUMMARY_COLUMNS = {"strategy": "string", "runs": "int", "days": "int", "mean_daily_pnl": "float",
                    "iqm_daily_pnl": "float", "ci_low": "float", "ci_high": "float", "win_rate": "float",
                    "max_drawdown": "float", "trades_per_day": "float"}
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-
-
-def iqm(values, axis=-1):
-    """The interquartile mean: the mean of the middle half (scipy's 25% trimmed mean)."""
-    return stats.trim_mean(values, 0.25, axis=axis)
-
-
-def iqm_interval(values) -> tuple[float, float]:
-    """The 95% bootstrap CI of the IQM of ``values`` (NaN, NaN with fewer than two)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    result = stats.bootstrap((values,), iqm, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
-                             method="percentile", vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def sweep_summary(sweep_dir) -> pd.DataFrame:
@@ -66,7 +47,7 @@ def sweep_summary(sweep_dir) -> pd.DataFrame:
             f"FROM read_parquet('{pattern}') GROUP BY strategy, seed, fold ORDER BY strategy, seed, fold").df()
     rows = []
     for strategy, group in runs.groupby("strategy", sort=True):
-        low, high = iqm_interval(group["mean_daily_pnl"])
+        low, high = bootstrap_ci(group["mean_daily_pnl"], iqm)
         decided = group["wins"].sum() + group["losses"].sum()
         days = int(group["days"].sum())
         rows.append({"strategy": strategy, "runs": len(group), "days": days,

@@ -334,7 +334,7 @@ class AgentRun:
 
         low, high = mean_ci(self.daily_pnl)
         return {"agent": self.name, "model_id": self.model_id, "days": len(self.daily_pnl),
-                "mean_daily_pnl": float(np.mean(self.daily_pnl)), "iqm_daily_pnl": iqm(self.daily_pnl),
+                "mean_daily_pnl": float(np.mean(self.daily_pnl)), "iqm_daily_pnl": float(iqm(self.daily_pnl)),
                 "ci_low": low, "ci_high": high, "win_rate": float(np.mean(np.asarray(self.daily_pnl) > 0.0)),
                 "max_drawdown": self.max_drawdown, "trades_per_day": float(np.mean(self.trades))}
 

@@ -41,21 +41,30 @@ def _daily(values, name: str) -> np.ndarray:
     return array
 
 
-def iqm(values) -> float:
-    """The interquartile mean: scipy's 25% trimmed mean (the middle half of the values)."""
-    return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+def iqm(values, axis=-1):
+    """The interquartile mean: scipy's 25% trimmed mean (the middle half of the values);
+    ``axis`` lets ``scipy.stats.bootstrap`` call it on many resamples at once."""
+    return stats.trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
 
 
-def mean_ci(values) -> tuple[float, float]:
-    """The 95% percentile-bootstrap CI of the mean of ``values`` (NaN, NaN with fewer than two)."""
+def bootstrap_ci(values, statistic) -> tuple[float, float]:
+    """The 95% percentile-bootstrap CI of ``statistic`` (vectorised, ``axis``-aware: np.mean,
+    ``iqm``) over ``values``, seeded so that a verdict is reproducible; NaN, NaN with fewer
+    than two values. The percentile method because BCa is undefined when every value is
+    the same (a model or baseline that never trades): then the interval is that point."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return float("nan"), float("nan")
-    if np.all(values == values[0]):  # every resample has the same mean: the interval is that point
+    if np.all(values == values[0]):
         return float(values[0]), float(values[0])
-    result = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+    result = stats.bootstrap((values,), statistic, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
                              method="percentile", vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """The 95% bootstrap CI of the mean of ``values`` (``bootstrap_ci``)."""
+    return bootstrap_ci(values, np.mean)
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,8 @@ def gate(model_daily_pnl: Sequence[float], baseline_daily_pnl: Mapping[str, Sequ
             raise ValueError(f"baseline_daily_pnl[{name!r}]: {len(pnl)} days, but the model has {len(model)}; "
                              "every agent must be replayed over the same days")
     low, high = mean_ci(model)
-    model_iqm = iqm(model)
-    baseline_iqm = {name: iqm(pnl) for name, pnl in baselines.items()}
+    model_iqm = float(iqm(model))
+    baseline_iqm = {name: float(iqm(pnl)) for name, pnl in baselines.items()}
     failed, reasons = [], []
     ci_text = f"95% bootstrap CI of mean daily P&L [{low:+.2f}, {high:+.2f}] over {len(model)} days"
     if math.isnan(low):
