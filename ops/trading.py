@@ -16,6 +16,7 @@ from tradenova_dagster.ledger.lease import SESSION, AccountLease, lease_holder
 from tradenova_dagster.market import calendar
 from tradenova_dagster.session import day as trading_day
 from tradenova_dagster.session.engine import SessionSettings
+from tradenova_dagster.strategies import NoTradableModel
 
 DEFAULT_ACCOUNT = "sim:default"
 
@@ -77,11 +78,29 @@ def build_runtime(account: str, broker: BrokerResource, risk: RiskResource, stor
 
 
 def load_signal(model_path: str, symbol: str, account: str, db):
-    from tradenova_dagster.rl import SignalModel
+    """The strategy a session trades: the model at ``model_path`` when one is named (an
+    explicit choice: a file that does not load is an error), else the account's promoted
+    model if it may still trade (``registry.tradable_model``: the gate). Otherwise FLAT,
+    with the reason (``NoTradableModel``): no entry without a model that passed the gate."""
+    from tradenova_dagster.rl import SignalModel, registry
 
     if model_path:
         return SignalModel.load(model_path, symbol=symbol)
-    return SignalModel.promoted(symbol, account, db)
+    record, why = registry.tradable_model(symbol, account, db)
+    if record is not None:
+        try:
+            return SignalModel.from_record(record, symbol=symbol)
+        except ValueError as exc:
+            why = f"the promoted model {record.model_id} does not load ({exc})"
+    return NoTradableModel(f"{why}: the session trades FLAT (it still manages exits and flattens); "
+                           "train and promote a model that passes the gate (tradenova train --promote)")
+
+
+def _say_if_flat(context: dg.OpExecutionContext, signal):
+    """Log a warning when the day will be traded FLAT for want of a model, and pass it on."""
+    if isinstance(signal, NoTradableModel):
+        context.log.warning(signal.reason)
+    return signal
 
 
 # How long a job waits for an account held by another run before it refuses (a session
@@ -102,8 +121,8 @@ def warmup(context: dg.OpExecutionContext, config: WarmupConfig, broker: BrokerR
     with AccountLease(config.account, context.run_id, "warmup", wait_s=WARMUP_WAIT_S) as lease:
         runtime = build_runtime(config.account, broker, risk, store, context.run_id, lease=lease)
         report = trading_day.warmup(runtime, day, market_data.get_source(),
-                                    model_loader=lambda: load_signal(config.model_path, "SPY", config.account,
-                                                                     runtime.market))
+                                    model_loader=lambda: _say_if_flat(context, load_signal(
+                                        config.model_path, "SPY", config.account, runtime.market)))
     context.log_event(dg.AssetMaterialization("market_context", partition=day.isoformat(),
                                               metadata={k: v for k, v in report.context.items() if k != "day"}))
     for problem in report.problems:
@@ -122,7 +141,9 @@ def trading_session(context: dg.OpExecutionContext, config: SessionRunConfig, br
     day = config.trading_day()
     with AccountLease(config.account, context.run_id, SESSION, wait_s=SESSION_WAIT_S) as lease:
         runtime = build_runtime(config.account, broker, risk, store, context.run_id, session_day=day, lease=lease)
-        signal = load_signal(config.model_path, "SPY", config.account, runtime.market)
+        signal = _say_if_flat(context, load_signal(config.model_path, "SPY", config.account, runtime.market))
+        if isinstance(signal, NoTradableModel):
+            runtime.alert("no_model", f"session of {day} trades FLAT: no model may trade", {"reason": signal.reason})
         with runtime.store.hold():  # one ledger connection for the run: no connect per bar
             _run_session(context, runtime, day, config, market_data, signal)
 

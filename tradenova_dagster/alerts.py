@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 KINDS = frozenset(
     {"kill_switch", "halt", "flatten_failed", "exit_failed", "crash", "restart", "stale_feed", "data_unavailable",
-     "order_rejected"}
+     "order_rejected", "no_model"}
 )
 DEFAULT_TIMEOUT_S = 5.0
 

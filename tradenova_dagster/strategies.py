@@ -104,6 +104,19 @@ class Baseline:
         return self._held
 
 
+class NoTradableModel(Baseline):
+    """What a session trades when no model may trade (none promoted, the promoted one failed
+    the gate since, or its checkpoint does not load): FLAT all day, with the ``reason``.
+    Failing closed this way still runs the session, so positions already held are adopted,
+    their exits managed and the account flattened, which a session that refused to start
+    could not do."""
+
+    def __init__(self, reason: str):
+        super().__init__("flat")
+        self.reason = reason
+        self.model_id = "flat:no-tradable-model"
+
+
 def build_strategy(name: str, *, seed: int = 0, model_path: str = "", store=None, symbol: str = "SPY"):
     """The strategy called ``name``: a Baseline, or the model (``model_path``, else the
     promoted one; a ValueError that says how to get one when there is none)."""

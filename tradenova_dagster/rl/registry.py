@@ -231,17 +231,38 @@ def promote(
 
 def promoted_model(symbol: str = "SPY", account: str | None = None, store: Store | None = None) -> ModelRecord | None:
     """The model ``account`` trades for ``symbol`` (its own promotion, else the global one)."""
+    promotion = _promotion(symbol, account, store)
+    return get_model(promotion[0], store) if promotion else None
+
+
+def _promotion(symbol: str, account: str | None, store: Store | None) -> tuple[str, datetime] | None:
+    """(model_id, promoted_at) of the latest promotion for ``account``, else the global one."""
     symbol = require_symbol("symbol", symbol)
-    accounts = [a for a in (account, GLOBAL_ACCOUNT) if a]
-    for acct in accounts:
+    for acct in [a for a in (account, GLOBAL_ACCOUNT) if a]:
         rows = _store(store).query(
-            "SELECT model_id FROM model_promotions WHERE account = ? AND symbol = ? "
-            "ORDER BY promoted_at DESC LIMIT 1",
-            [acct, symbol],
-        )
+            "SELECT model_id, promoted_at FROM model_promotions WHERE account = ? AND symbol = ? "
+            "ORDER BY promoted_at DESC LIMIT 1", [acct, symbol])
         if rows:
-            return get_model(rows[0][0], store)
+            return rows[0][0], rows[0][1]
     return None
+
+
+def tradable_model(symbol: str = "SPY", account: str | None = None,
+                   store: Store | None = None) -> tuple[ModelRecord | None, str]:
+    """The promoted model ``account`` may trade today, or None and why not (the session then
+    trades FLAT). None when no model is promoted, or when the promoted model's latest
+    evaluation came after its promotion and failed the gate: a re-evaluation that finds no
+    edge any more withdraws the model. A forced promotion (a person's explicit choice)
+    stands until something is evaluated after it."""
+    promotion = _promotion(symbol, account, store)
+    if promotion is None:
+        return None, f"no model is promoted for {symbol} (account {account or GLOBAL_ACCOUNT})"
+    model_id, promoted_at = promotion
+    evaluation = latest_evaluation(model_id, store)
+    if evaluation is not None and not evaluation["promotable"] and evaluation["evaluated_at"] > promoted_at:
+        return None, (f"the promoted model {model_id} failed the gate when evaluated on {evaluation['eval_start']} .. "
+                      f"{evaluation['eval_end']} after its promotion ({evaluation['reason']})")
+    return get_model(model_id, store), ""
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
