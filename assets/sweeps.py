@@ -13,8 +13,10 @@ Three assets:
   file, so no two processes contend for one DuckDB writer; a failed partition leaves no
   result file and is re-run alone by its key;
 - ``sweep_summary`` (config: the sweep id) reads every result file with DuckDB into one row
-  per strategy (``research.summary.sweep_summary``, what the report and the learner's gate
-  read), written to ``summary.parquet`` beside them and shown as a typed table.
+  per strategy (``research.summary.sweep_summary``), written to ``summary.parquet``
+  beside them and shown as a typed table; the gate's verdict on every trained strategy
+  (``sweep_verdicts``: the promotion rule, on the same files) as a table and as the
+  ``gate`` check; and the sweep's HTML report (``research.report``) beside the files.
 
 Why dynamic partitions keyed ``<sweep id>|<strategy>|<seed>|<fold>`` and not
 ``MultiPartitionsDefinition``: a sweep has three dimensions (four with its id) and multi
@@ -31,13 +33,16 @@ import dagster as dg
 from assets.market import table_metadata
 from resources.market_data import MarketDataResource
 from resources.store import StoreResource
-from tradenova_dagster.research.summary import SUMMARY_COLUMNS, sweep_summary as summarise
+from tradenova_dagster.research.report import write_sweep_report
+from tradenova_dagster.research.summary import SUMMARY_COLUMNS, sweep_summary as summarise, sweep_verdicts
 from tradenova_dagster.research.sweep import plan_sweep, run_partition, sweep_dir, write_atomic
 
 sweep_partitions = dg.DynamicPartitionsDefinition(name="sweep_runs")
 
 FOLD_COLUMNS = {"fold": "int", "train_start": "string", "train_end": "string", "eval_start": "string",
                 "eval_end": "string"}
+GATE_COLUMNS = {"strategy": "string", "promotable": "bool", "iqm": "float", "ci_low": "float", "ci_high": "float",
+                "reason": "string"}
 RESULT_COLUMNS = {"day": "string", "pnl": "float", "trades": "int", "wins": "int", "losses": "int",
                   "refused": "int"}
 
@@ -96,18 +101,35 @@ def sweep_result(context: dg.AssetExecutionContext, store: StoreResource,
 
 
 @dg.asset(deps=[sweep_result], group_name="research", owners=["team:research"], kinds={"duckdb", "parquet"},
+          check_specs=[dg.AssetCheckSpec("gate", asset="sweep_summary",
+                                         description="Some trained strategy of the sweep passes the promotion gate "
+                                         "(rl.gate: CI low of its mean daily P&L > 0 and IQM above every baseline's).")],
           description="A sweep's results per strategy (mean daily P&L, IQM with a 95% bootstrap CI across seeds x "
-          "folds, win rate, max drawdown, trades per day): what the report and the promotion gate read.")
+          "folds, win rate, max drawdown, trades per day), the gate's verdict on each trained strategy, and the "
+          "sweep's HTML report: what the report and the promotion gate read.")
 def sweep_summary(context: dg.AssetExecutionContext, config: SweepSummaryConfig) -> dg.MaterializeResult:
     folder = sweep_dir(config.sweep_id)
     table = summarise(folder)
     write_atomic(folder / "summary.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    verdicts = sweep_verdicts(folder)
+    report = write_sweep_report(folder)
     rows = table.astype(object).where(table.notna(), None).to_dict("records")  # NaN (undefined) shows as empty
+    gate_rows = [{"strategy": name, "promotable": v.promotable, "iqm": v.iqm, "ci_low": v.ci_low, "ci_high": v.ci_high,
+                  "reason": v.reason} for name, v in verdicts.items()]
+    passing = [name for name, v in verdicts.items() if v.promotable]
+    check = dg.AssetCheckResult(
+        check_name="gate", passed=bool(passing), severity=dg.AssetCheckSeverity.WARN,
+        description=(f"passes the gate: {', '.join(passing)}" if passing else
+                     "no trained strategy passes the gate" if verdicts else
+                     "no trained strategy in this sweep (baselines only): nothing to promote"),
+        metadata={name: v.reason for name, v in verdicts.items()})
     return dg.MaterializeResult(metadata={
         "sweep_id": config.sweep_id, "strategies": len(table), "runs": int(table["runs"].sum()),
         "summary": table_metadata(rows, SUMMARY_COLUMNS),
+        "gate": table_metadata(gate_rows, GATE_COLUMNS),
         "file": dg.MetadataValue.path(str(folder / "summary.parquet")),
-    })
+        "report": dg.MetadataValue.path(str(report)),
+    }, check_results=[check])
 
 
 sweep_job = dg.define_asset_job(

@@ -16,7 +16,13 @@ never matches) and gives one row per strategy:
 - ``win_rate``: winning trades / trades with a non-zero P&L, over all runs (NaN: none);
 - ``max_drawdown``: the worst intraday drawdown of any run (a fraction of peak equity);
 - ``trades_per_day``: trades / replayed days.
+
+``sweep_verdicts(sweep_dir)`` is the promotion gate (``rl.gate.gate``) applied to the same
+files: for every strategy that is not a baseline (a trained agent, or ``model``), its P&L
+per (seed, fold, day) against each baseline's P&L on the same (fold, day), averaged over
+the baseline's own seeds (the rule-based baselines ignore seeds and may have run once).
 """
+
 
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ import duckdb
 import pandas as pd
 
 from tradenova_dagster.research.sweep import RESULT_GLOB
-from tradenova_dagster.rl.gate import bootstrap_ci, iqm  # the gate's statistics: one definition
+from tradenova_dagster.rl.gate import Verdict, bootstrap_ci, gate, iqm  # the gate's statistics: one definition
+from tradenova_dagster.strategies import BASELINES
 
 SUMMARY_COLUMNS = {"strategy": "string", "runs": "int", "days": "int", "mean_daily_pnl": "float",
                    "iqm_daily_pnl": "float", "ci_low": "float", "ci_high": "float", "win_rate": "float",
@@ -36,15 +43,10 @@ SUMMARY_COLUMNS = {"strategy": "string", "runs": "int", "days": "int", "mean_dai
 def sweep_summary(sweep_dir) -> pd.DataFrame:
     """One row per strategy of the sweep in ``sweep_dir`` (columns: ``SUMMARY_COLUMNS``;
     definitions in the module docstring), strategies in name order."""
-    folder = Path(sweep_dir)
-    if not any(folder.glob(RESULT_GLOB)):
-        raise ValueError(f"sweep_dir {str(folder)!r}: no result file ({RESULT_GLOB}); run the sweep's partitions first")
-    pattern = str(folder / RESULT_GLOB).replace("'", "''")
-    with duckdb.connect() as con:  # in memory: the files are only read
-        runs = con.execute(
-            f"SELECT strategy, seed, fold, count(*) AS days, avg(pnl) AS mean_daily_pnl, sum(pnl) AS pnl, "
-            f"sum(trades) AS trades, sum(wins) AS wins, sum(losses) AS losses, max(max_drawdown) AS max_drawdown "
-            f"FROM read_parquet('{pattern}') GROUP BY strategy, seed, fold ORDER BY strategy, seed, fold").df()
+    runs = query_results(sweep_dir,
+                  "SELECT strategy, seed, fold, count(*) AS days, avg(pnl) AS mean_daily_pnl, sum(pnl) AS pnl, "
+                  "sum(trades) AS trades, sum(wins) AS wins, sum(losses) AS losses, max(max_drawdown) AS max_drawdown "
+                  "FROM results GROUP BY strategy, seed, fold ORDER BY strategy, seed, fold")
     rows = []
     for strategy, group in runs.groupby("strategy", sort=True):
         low, high = bootstrap_ci(group["mean_daily_pnl"], iqm)
@@ -58,3 +60,36 @@ def sweep_summary(sweep_dir) -> pd.DataFrame:
                      "max_drawdown": float(group["max_drawdown"].max()),
                      "trades_per_day": float(group["trades"].sum() / days)})
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def sweep_verdicts(sweep_dir) -> dict[str, Verdict]:
+    """The gate's verdict for every strategy of the sweep that is not a baseline (module
+    docstring); empty when the sweep has no such strategy or no baseline to beat."""
+    daily = query_results(sweep_dir, "SELECT strategy, seed, fold, day, pnl FROM results")
+    is_baseline = daily["strategy"].isin(BASELINES)
+    baselines = (daily[is_baseline].groupby(["strategy", "fold", "day"])["pnl"].mean()
+                 .unstack("strategy"))  # (fold, day) x baseline, averaged over the baseline's seeds
+    verdicts = {}
+    for strategy, runs in daily[~is_baseline].groupby("strategy", sort=True):
+        if baselines.empty:
+            break
+        runs = runs.sort_values(["seed", "fold", "day"])
+        aligned = baselines.reindex(pd.MultiIndex.from_frame(runs[["fold", "day"]]))
+        missing = aligned.columns[aligned.isna().any()].tolist()
+        if missing:
+            raise ValueError(f"sweep_dir {str(sweep_dir)!r}: baseline(s) {missing} did not replay every day "
+                             f"{strategy} traded; run their partitions first")
+        verdicts[strategy] = gate(runs["pnl"].to_numpy(dtype=float),
+                                  {name: aligned[name].to_numpy(dtype=float) for name in aligned.columns})
+    return verdicts
+
+
+def query_results(sweep_dir, sql: str) -> pd.DataFrame:
+    """``sql`` over the sweep's result files, visible as the view ``results``."""
+    folder = Path(sweep_dir)
+    if not any(folder.glob(RESULT_GLOB)):
+        raise ValueError(f"sweep_dir {str(folder)!r}: no result file ({RESULT_GLOB}); run the sweep's partitions first")
+    pattern = str(folder / RESULT_GLOB).replace("'", "''")
+    with duckdb.connect() as con:  # in memory: the files are only read
+        con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet('{pattern}')")
+        return con.execute(sql).df()

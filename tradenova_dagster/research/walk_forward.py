@@ -10,7 +10,8 @@ they ignore seeds). Every run writes its per-day results as one Parquet file in
 ``$TRADENOVA_HOME/sweeps/<id>/`` (the sweep format, ``sweep.write_atomic``), so the
 summary is ``summary.sweep_summary``: per agent, mean daily P&L, the IQM of the runs'
 mean daily P&L with its 95% bootstrap CI across seeds x folds, win rate, max drawdown and
-trades per day. A trained model is loaded back from its checkpoint, with its training
+trades per day; ``report.html`` beside it (``report.write_sweep_report``) adds each
+agent's gate verdict. A trained model is loaded back from its checkpoint, with its training
 window, so the session itself refuses a day it was trained on.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from tradenova_dagster.research.folds import Fold, folds
+from tradenova_dagster.research.report import write_sweep_report
 from tradenova_dagster.research.summary import sweep_summary
 from tradenova_dagster.research.sweep import (RESULT_COLUMNS, require_sweep_id, result_path, replay_run, sweep_dir,
                                               write_atomic)
@@ -106,4 +108,5 @@ def run_walk_forward(plan: WalkForwardPlan, store, source, *, progress=None) -> 
             progress(f"{name} seed {seed} fold {fold.index}")
     summary = sweep_summary(folder)
     write_atomic(Path(folder) / "summary.parquet", lambda tmp: summary.to_parquet(tmp, index=False))
+    write_sweep_report(folder)
     return summary
