@@ -2,7 +2,7 @@
 
 Each materialisation asks the broker (SimBroker or Alpaca, from the ``broker`` resource)
 for the configured account's equity, cash, buying power, positions and open orders and
-records them as metadata (tables in markdown), so the Dagster UI shows what the broker
+records them as metadata (typed tables with their column schemas), so the Dagster UI shows what the broker
 holds and plots equity across observations. Nothing is written anywhere else.
 
 The check ``live_account_matches_ledger`` compares the broker's positions (symbol →
@@ -23,8 +23,8 @@ observed over HTTP whoever holds the account.
 from datetime import datetime, timezone
 
 import dagster as dg
-import pandas as pd
 
+from assets.market import table_metadata
 from resources.broker import BrokerResource
 from resources.store import StoreResource
 from tradenova_dagster.ledger.accounts import require_account
@@ -40,10 +40,13 @@ class LiveAccountConfig(dg.Config):
     account: str = DEFAULT_ACCOUNT  # the ledger's account: sim:<name>, alpaca_paper:<name>, ...
 
 
-def _md(rows: list[dict], empty: str) -> dg.MetadataValue:
-    if not rows:
-        return dg.MetadataValue.md(f"_{empty}_")
-    return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False))
+POSITION_COLUMNS = {"symbol": "string", "qty": "float", "avg_entry_price": "float", "current_price": "float",
+                    "market_value": "float"}
+ORDER_COLUMNS = {"client_order_id": "string", "symbol": "string", "side": "string", "qty": "float",
+                 "filled_qty": "float", "type": "string", "limit_price": "float", "status": "string",
+                 "leg_of": "string", "created_at": "string"}
+DIFFERENCE_COLUMNS = {"what": "string", "symbol": "string", "client_order_id": "string", "broker": "string",
+                      "ledger": "string"}
 
 
 def _observe(client) -> dict:
@@ -153,8 +156,8 @@ def live_account(context: dg.AssetExecutionContext, config: LiveAccountConfig, b
         "status": acct.status,
         "num_positions": len(positions),
         "num_open_orders": len(orders),
-        "positions": _md(_position_rows(positions), "No open positions."),
-        "open_orders": _md(_order_rows(orders), "No open orders."),
+        "positions": table_metadata(_position_rows(positions), POSITION_COLUMNS),
+        "open_orders": table_metadata(_order_rows(orders), ORDER_COLUMNS),
     })
 
     if view is None:
@@ -178,4 +181,4 @@ def live_account(context: dg.AssetExecutionContext, config: LiveAccountConfig, b
     yield dg.AssetCheckResult(check_name=CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
                               description=description,
                               metadata={**meta, "symbols": ", ".join(symbols),
-                                        "difference_table": _md(diffs, "none")})
+                                        "difference_table": table_metadata(diffs, DIFFERENCE_COLUMNS)})
