@@ -6,7 +6,8 @@ server; three backtests (backfills of backtest_day, each a single run: one over 
 two over one day) are launched at once over GraphQL. Every run must go through the queue
 and succeed, never more than two may run at once (from the start and end times in
 PostgreSQL's run storage), and each backtest's results must equal the same backtest run on
-the SQLite default.
+the SQLite default. Then two backfills of the same sweep partition, launched at once on the
+quiet queue, must run one after the other (the per-partition limit), both succeeding.
 """
 
 import os
@@ -109,6 +110,11 @@ def test_backtests_queue_within_the_backtest_limit_on_postgres_and_match_sqlite(
         backfills = {first: server.launch_backfill(
             "backtest_day", sorted({first, last})) for first, last in BACKTESTS}
         _wait_for_runs(server, backfills.values())
+        # Then, on a quiet queue (room for MAX_BACKTESTS backfill runs), the same sweep
+        # partition twice at once: only the per-partition limit can keep them apart.
+        key = _plan_one_run_sweep()
+        twice = [server.launch_backfill("sweep_result", [key]) for _ in range(2)]
+        _wait_for_runs(server, twice)
     finally:
         server.stop()
 
@@ -126,3 +132,27 @@ def test_backtests_queue_within_the_backtest_limit_on_postgres_and_match_sqlite(
             assert _trades(f"backtest:{backfill_id}") == expected_trades
     # The limit held, and it was the limit (not a lack of work) that kept the rest waiting.
     assert _max_concurrent(records) == MAX_BACKTESTS
+
+    with dg.DagsterInstance.get() as instance:
+        sweep_runs = [instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": b}))[0] for b in twice]
+    for record in sweep_runs:
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        assert record.dagster_run.tags["dagster/partition"] == key
+    first, second = sorted(sweep_runs, key=lambda r: r.start_time)
+    assert first.end_time <= second.start_time  # the second waited in the queue: never both writing
+
+
+def _plan_one_run_sweep() -> str:
+    """A sweep of one run (orb, seed 0, one fold of one evaluation day), planned on the
+    PostgreSQL instance as the UI would: its one sweep_result partition key."""
+    from assets.sweeps import sweep_plan, sweep_partitions
+    from resources.market_data import MarketDataResource
+
+    run_config = {"ops": {"sweep_plan": {"config": {
+        "sweep_id": "same-partition", "strategies": ["orb"], "seeds": [0], "start": "2026-11-17", "end": "2026-11-19",
+        "n_folds": 1, "train_days": 2, "eval_days": 1}}}}
+    with dg.DagsterInstance.get() as instance:
+        assert dg.materialize([sweep_plan], instance=instance, resources={"market_data": MarketDataResource()},
+                              run_config=run_config).success
+        [key] = instance.get_dynamic_partitions(sweep_partitions.name)
+    return key
