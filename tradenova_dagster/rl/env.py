@@ -1,5 +1,10 @@
 """TradingEnv: one trading session of 1-minute bars, trading short-dated ATM SPY options.
 
+This module is the gym interface: days, episodes, observations and the step. What a
+step books and how it is rewarded — SimBroker's quotes, the after-cost P&L and the
+potential-based shaping — is :mod:`tradenova_dagster.rl.day_pricing`, computed once per
+day; the settings are :mod:`tradenova_dagster.rl.env_config` (both re-exported here).
+
 The contract model (every number is a field of :class:`EnvConfig`):
 
 - **Decision.** The action is one number in [-1, 1]; above ``threshold`` (0.3,
@@ -18,49 +23,14 @@ The contract model (every number is a field of :class:`EnvConfig`):
   the underlying at the fill rounded to ``strike_step`` ($1, SPY's strike grid, by
   ``rules.atm_strike``), expiring at the close of the session ``expiry_days`` sessions
   later (2: a short-dated weekly-style option; 0 = 0DTE).
-- **Prices: SimBroker's.** ``market`` (default ``market.chain.DEFAULT_MODEL``, the very
-  model SimBroker quotes with) prices every contract: Black-Scholes on its implied-vol
-  surface at the day's VIX, time in trading minutes to the expiry's close
-  (``market.model.session_minutes_to_expiry``, the chain's clock), its spread model
-  around the premium. A buy fills at the ask, a sell at the bid, each paying
-  ``commission`` per contract (``market.model.option_commission``, SimBroker's fee
-  function); a position is marked at the quoted mid ``(bid + ask) / 2`` as SimBroker
-  marks it. So a step's P&L is what the ledger would book for the same fills.
-
-Reward (per step, in units of ``reward_scale`` dollars — 1% of ``capital`` by default)::
-
-    r = pnl × (after-cost change in account value) + (γ Φ(s') − Φ(s))
-
-The first term is the ledger's P&L. Of the seed's shaping terms, two are real costs and
-are in it already: a **whipsaw** pays the spread and commissions of the flip, and
-**theta** is in the option's price (the mark decays as trading minutes pass). Every
-shaping term is then potential-based (Ng, Harada & Russell 1999: ``F = γΦ(s') − Φ(s)``
-cannot change which policy is optimal), with ``Φ = 0`` whenever the agent is flat —
-so at the start and at the end of every episode — and, while a position is held::
-
-    Φ = direction  × Σ (position × bar return z-score, clipped ±3) over the held bars
-      − theta      × Σ (the held contract's Black-Scholes decay per bar, $) over the held bars
-      − early_exit × max(unrealised P&L, 0)          (a winner not yet banked)
-      − whipsaw    × (what selling now would cost: mark − bid, plus commission)
-
-Holding earns the direction term and pays the theta term bar by bar; the close of the
-position returns both (Φ back to 0), banks the early-exit bonus (a winner closed earns
-``early_exit × its unrealised gain``; so does the forced close at the end — a bonus
-that only the agent's own closes earned could change the optimal policy), and brings
-forward the exit cost the whipsaw term charged at entry. γ is ``rewards.gamma``: set it
-to the agent's discount. Over any stretch of steps, the discounted shaping sums to
-``γ^n Φ(end) − Φ(start)`` (a test checks it); over a whole episode to 0.
-
-``info["pnl"]`` is always the plain dollar P&L; evaluation measures that, never the shaped
-reward. Quotes of every strike the day can touch are precomputed once per day (a few
-thousand Black-Scholes evaluations), so ``step`` is array indexing and float arithmetic
-only, with no pandas and no pricing.
+- **Prices and reward.** Fills at SimBroker's bid and ask, marks at its mid; the reward
+  is the after-cost P&L plus potential-based shaping (:mod:`day_pricing` says how).
+  ``info["pnl"]`` is always the plain dollar P&L; evaluation measures that, never the
+  shaped reward.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Sequence
 
@@ -70,12 +40,11 @@ import pandas as pd
 from gymnasium import spaces
 
 from tradenova_dagster import rules
-from tradenova_dagster.domain import OPTION_MULTIPLIER, OptionContract, OptionType
+from tradenova_dagster.domain import OptionContract, OptionType
 from tradenova_dagster.market import calendar
-from tradenova_dagster.market.chain import DEFAULT_MODEL, OptionMarketModel
 from tradenova_dagster.market.data import MarketDataSource, get_source
-from tradenova_dagster.market.model import option_commission, session_minutes_to_expiry
-from tradenova_dagster.market.options import MINUTES_PER_YEAR
+from tradenova_dagster.rl.day_pricing import DayPricing, bar_nanos, flatten_bar, price_day, quote_grid
+from tradenova_dagster.rl.env_config import EnvConfig, RewardWeights
 from tradenova_dagster.rl.features import (
     N_FEATURES,
     N_MARKET_FEATURES,
@@ -83,184 +52,13 @@ from tradenova_dagster.rl.features import (
     DayData,
     PositionState,
 )
-from tradenova_dagster.session.timetable import DayPlan
 
+__all__ = ["TradingEnv", "EnvConfig", "RewardWeights", "DayPricing", "price_day", "quote_grid", "bar_nanos",
+           "flatten_bar", "default_days"]
 
-_INF = math.inf
-direction_for = rules.direction_for
-
-
-@dataclass(frozen=True)
-class RewardWeights:
-    """Weights of the reward terms (see the module docstring); all >= 0, 0 switches one off.
-
-    ``pnl`` scales the ledger's P&L; the others weight potential-based shaping terms, so
-    none of them changes the optimal policy. ``gamma`` is the discount of the shaping
-    (``F = γΦ(s') − Φ(s)``): the agent's own discount (PPO's 0.99, GRPO's 1.0).
-    """
-
-    pnl: float = 1.0
-    direction: float = 0.02
-    whipsaw: float = 0.05
-    early_exit: float = 0.1
-    theta: float = 0.5
-    gamma: float = 0.99
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"reward weight {name} must be finite and >= 0, got {value!r}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"reward weight gamma must be in (0, 1], got {self.gamma!r}")
-
-
-# Fields of configs saved by older versions, ignored on load: the environment now prices
-# with the market model (``market``) that SimBroker uses, and the whipsaw term is a real
-# cost plus a potential, with no window.
-_OBSOLETE = ("flatten_bars", "iv_scale", "rate", "spread_pct", "min_spread")
-_OBSOLETE_REWARDS = ("whipsaw_bars",)
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    threshold: float = rules.DECISION_THRESHOLD
-    contracts: int = 1
-    expiry_days: int = rules.EXPIRY_SESSIONS
-    strike_step: float = rules.STRIKE_STEP
-    commission: float = rules.OPTION_COMMISSION_PER_CONTRACT
-    capital: float = 10_000.0
-    reward_scale: float | None = None  # dollars per reward unit; None = 1% of capital
-    episode_bars: int | None = None  # None = from the start bar to the flatten bar
-    random_start: bool = False  # with episode_bars: a reset without "start" picks one at random
-    rewards: RewardWeights = field(default_factory=RewardWeights)
-    market: OptionMarketModel = DEFAULT_MODEL
-
-    def __post_init__(self) -> None:
-        checks = {
-            "threshold": 0 <= self.threshold < 1,
-            "contracts": self.contracts >= 1,
-            "expiry_days": self.expiry_days >= 0,
-            "strike_step": self.strike_step > 0,
-            "commission": self.commission >= 0,
-            "capital": self.capital > 0,
-            "reward_scale": self.reward_scale is None or self.reward_scale > 0,
-            "episode_bars": self.episode_bars is None or self.episode_bars >= 1,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"EnvConfig.{name}: invalid value {getattr(self, name)!r}")
-        if isinstance(self.rewards, dict):
-            object.__setattr__(self, "rewards", RewardWeights(**self.rewards))
-        if isinstance(self.market, dict):
-            object.__setattr__(self, "market", OptionMarketModel(**self.market))
-        if not isinstance(self.market, OptionMarketModel):
-            raise ValueError(f"EnvConfig.market: expected an OptionMarketModel, got {self.market!r}")
-
-    @property
-    def scale(self) -> float:
-        return self.reward_scale if self.reward_scale is not None else self.capital * 0.01
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> "EnvConfig":
-        values = {k: v for k, v in (values or {}).items() if k not in _OBSOLETE}
-        if isinstance(values.get("rewards"), dict):
-            values["rewards"] = RewardWeights(**{k: v for k, v in values["rewards"].items()
-                                                 if k not in _OBSOLETE_REWARDS})
-        return cls(**values)
-
-
-@dataclass
-class _DayPricing:
-    """Per-day precomputed values, as nested Python lists so that ``step`` does float
-    arithmetic on plain floats: ``ask_open[kind][strike][bar]`` (kind 0 = call, 1 = put)
-    is what a buy at the bar's open pays per contract, commission included, and
-    ``bid_open`` what a sale there receives; ``mark`` is the quoted mid at the bar's close
-    and ``bid_close`` what the end-of-episode sale there receives (per contract). The
-    shaping potential (reward units, early-exit term aside) of holding a contract bought
-    at bar ``e``, at bar ``o``, is ``potential[o] − potential_base[e]``: ``potential`` sums
-    what each bar held adds (the direction term for the contract's side minus the theta
-    term) up to bar ``o`` and subtracts the whipsaw term at ``o``; ``potential_base[e]`` is
-    that sum up to bar ``e − 1``."""
-
-    strikes: list  # the strike grid priced for the day
-    atm: list  # index in ``strikes`` of rules.atm_strike(each bar's open): the contract a fill there buys
-    ask_open: list
-    bid_open: list
-    mark: list
-    bid_close: list
-    potential: list
-    potential_base: list
-
-
-def quote_grid(model: OptionMarketModel, spots: np.ndarray, strikes: np.ndarray, minutes_left: np.ndarray,
-               vix: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bid and ask per share, shape (2 kinds [call, put], strikes, bars), of contracts
-    with ``minutes_left`` trading minutes to expiry at each bar: ``model.mid`` and
-    ``model.bid_ask`` — SimBroker's quote — on a whole day's grid at once."""
-    spot = spots[None, None, :]
-    strike = strikes[None, :, None]
-    is_call = np.array([True, False])[:, None, None]
-    t = (minutes_left / MINUTES_PER_YEAR)[None, None, :]
-    mid = model.premium(spot, strike, t, vix, is_call)
-    return model.bid_ask(mid, rules.intrinsic(spot, strike, is_call))
-
-
-def price_day(day: DayData, config: EnvConfig) -> _DayPricing:
-    step = config.strike_step
-    model = config.market
-    atm_strikes = np.array([rules.atm_strike(o, step) for o in day.opens])  # once per day, not per step
-    k_lo = min(math.floor(float(day.lows.min()) / step) * step - step, float(atm_strikes.min()))
-    k_hi = max(math.ceil(float(day.highs.max()) / step) * step + step, float(atm_strikes.max()))
-    strikes = np.arange(k_lo, k_hi + step / 2, step)
-    expiry = rules.expiry_for(day.day, config.expiry_days)
-    bar_ns = bar_nanos(day)
-    left_open = session_minutes_to_expiry(day.day, day.timestamps, expiry)
-    left_close = session_minutes_to_expiry(day.day, day.timestamps + bar_ns, expiry)
-    vix = day.context.vix
-    mult = float(OPTION_MULTIPLIER * config.contracts)
-    fee = option_commission(config.commission, config.contracts)
-    bid_open, ask_open = quote_grid(model, day.opens, strikes, left_open, vix)
-    bid_close, ask_close = quote_grid(model, day.closes, strikes, left_close, vix)
-    mark = (bid_close + ask_close) / 2 * mult
-    theta = model.theta_per_minute(day.closes[None, None, :], strikes[None, :, None],
-                                   (left_close / MINUTES_PER_YEAR)[None, None, :], vix,
-                                   np.array([True, False])[:, None, None])
-    decay = np.maximum(-theta, 0.0) * (bar_ns / 60e9) * mult  # $ per held bar
-    move_z = np.clip(day.features[:, 0].astype(np.float64), -3.0, 3.0)  # bar t's return, implied-sigma units
-    atm = np.rint((atm_strikes - strikes[0]) / step).astype(int)
-    w = config.rewards
-    side = np.array([1.0, -1.0])[:, None, None]  # a call gains when the bar rises, a put when it falls
-    hold = np.cumsum(side * w.direction * move_z[None, None, :] - w.theta * decay / config.scale, axis=2)
-    exit_cost = w.whipsaw * (mark - (bid_close * mult - fee)) / config.scale
-    return _DayPricing(
-        strikes=strikes.tolist(),
-        atm=atm.tolist(),
-        ask_open=(ask_open * mult + fee).tolist(),
-        bid_open=(bid_open * mult - fee).tolist(),
-        mark=mark.tolist(),
-        bid_close=(bid_close * mult - fee).tolist(),
-        potential=(hold - exit_cost).tolist(),
-        potential_base=np.concatenate([np.zeros(hold.shape[:2] + (1,)), hold[:, :, :-1]], axis=2).tolist(),
-    )
-
-
-def bar_nanos(day: DayData) -> int:
-    """A bar's length in nanoseconds: the smallest step between bar starts (1 minute for
-    a one-bar day)."""
-    if len(day) < 2:
-        return 60_000_000_000
-    return int(np.diff(day.timestamps).min())
-
-
-def flatten_bar(day: DayData) -> int:
-    """Index of the bar the session flattens on: the first bar that completes (start +
-    bar length) at or after the timetable's flatten time, or the last bar."""
-    flatten_ns = DayPlan.for_day(day.day).flatten.value
-    ends = day.timestamps + bar_nanos(day)
-    return min(int(np.searchsorted(ends, flatten_ns, side="left")), len(day) - 1)
+# The position feature "hours held" for n bars held (n / 60, clipped at OBS_CLIP), looked
+# up in the hot path; ``reset`` makes it as long as the day's bars.
+_HELD_HOURS = [n / 60.0 if n / 60.0 < OBS_CLIP else OBS_CLIP for n in range(1 + 60 * int(OBS_CLIP))]
 
 
 def default_days(n: int = 20, end=None) -> list[date]:
@@ -310,6 +108,7 @@ class TradingEnv(gym.Env):
         self._day: DayData | None = None
         self._t = self._end = 0
         self._last_bars: dict[date, int] = {}
+        self._templates: dict[date, np.ndarray] = {}  # per day: the market features, zero position columns
 
     # ------------------------------------------------------------------ days
     @property
@@ -367,7 +166,7 @@ class TradingEnv(gym.Env):
         return OptionContract(self.symbol, rules.expiry_for(day.day, self.config.expiry_days), kind,
                               float(pricing.strikes[pricing.atm[bar]]))
 
-    def _pricing(self, day: DayData) -> _DayPricing:
+    def _pricing(self, day: DayData) -> DayPricing:
         if self.config not in day.pricing_cache:
             day.pricing_cache[self.config] = price_day(day, self.config)
         return day.pricing_cache[self.config]
@@ -399,20 +198,28 @@ class TradingEnv(gym.Env):
         else:
             start = 0
         self._day = day
-        self._p = self._pricing(day)
+        self._p = p = self._pricing(day)
+        self._entry = p.entry
         # The episode's observations, one row per bar: the market features, and the
         # position features written as each bar is reached. Each step returns a view of
-        # its row, which no later step writes again (a new episode gets a new matrix).
-        self._rows = np.zeros((len(day), N_FEATURES), dtype=np.float32)
-        self._rows[:, :N_MARKET_FEATURES] = day.features
+        # its row, which no later step writes again (a new episode gets a new matrix, a
+        # copy of the day's template). Views are made for the episode's bars only.
+        template = self._templates.get(day.day)
+        if template is None:
+            template = np.zeros((len(day), N_FEATURES), dtype=np.float32)
+            template[:, :N_MARKET_FEATURES] = day.features
+            self._templates[day.day] = template
+        self._rows = template.copy()
+        if len(day) >= len(_HELD_HOURS):
+            _HELD_HOURS.extend([OBS_CLIP] * (len(day) + 1 - len(_HELD_HOURS)))
         self._t = start
         self._start = start
         last = self.last_bar(day)
-        self._end = min(start + self.config.episode_bars, last) if self.config.episode_bars else last
+        self._end = end = min(start + self.config.episode_bars, last) if self.config.episode_bars else last
         self._flat = memoryview(self._rows).cast("B").cast("f")  # fast scalar writes into the rows
-        self._row_views = list(self._rows)  # one view per bar, made once per episode
+        self._row_views = [None] * start + list(self._rows[start:end + 1])  # index: the bar
         self._pos = 0
-        self._rows_held: tuple = ()  # the held contract's (bid_open, mark, bid_close, potential) rows
+        self._held: tuple = ()  # the held contract's (bid_open, mark, bid_close, potential) rows
         self._base = 0.0  # potential_base at the held contract's entry bar
         self._entry_cost = 0.0
         self._entry_bar = start
@@ -420,24 +227,32 @@ class TradingEnv(gym.Env):
         self._value = 0.0
         self._phi = 0.0  # the shaping potential of the current state (0 when flat)
         self._trades = 0
-        self._bars_in_position = 0
-        return self._row_views[start], {"day": day.day.isoformat(), "bar": start, "end_bar": self._end}
+        self._bars_in_position = 0  # added up when a position closes
+        return self._row_views[start], {"day": day.day.isoformat(), "bar": start, "end_bar": end}
 
     def step(self, action):
-        # Hot path: plain floats and locals, state read once and written back once.
+        # Hot path (bench/env_speed.py): plain floats and locals, state read once and
+        # written back once, an entry is one lookup (DayPricing.entry).
         try:
             a = float(action.item())  # a one-element array, as SB3 and gymnasium pass it
         except (AttributeError, ValueError):
             a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
-        if not -_INF < a < _INF:
+        if a - a != 0.0:  # inf or NaN
             raise ValueError(f"action must be finite, got {action!r}")
         t = self._t
         if t >= self._end:
             raise RuntimeError("step() after the episode ended (or before reset()); call reset()")
-        target = direction_for(a, self._threshold)
-        p = self._p
+        threshold = self._threshold
+        # rules.direction_for inlined (the call costs more than the comparison; test_rules holds them equal)
+        target = 1 if a > threshold else (-1 if a < -threshold else 0)
         o = t + 1
         pos = self._pos
+        if not pos and not target:  # flat and staying flat: nothing is booked, Φ stays 0
+            self._t = o
+            info = {"pnl": 0.0, "position": 0, "trade_closed": False, "bar": o}
+            if o >= self._end:
+                return self._row_views[o], 0.0, True, False, self._episode_end(info)
+            return self._row_views[o], 0.0, False, False, info
         cash = self._cash
         equity_before = cash + self._value
         value = 0.0
@@ -446,15 +261,12 @@ class TradingEnv(gym.Env):
 
         if target != pos:  # fills at this bar's open: sells at the bid, buys at the ask
             if pos:
-                cash += self._rows_held[0][o]
+                cash += self._held[0][o]
                 self._trades += 1
+                self._bars_in_position += o - self._entry_bar  # held over bars entry..o-1
                 trade_closed = True
             if target:
-                kind = 0 if target > 0 else 1
-                k = p.atm[o]
-                self._rows_held = (p.bid_open[kind][k], p.mark[kind][k], p.bid_close[kind][k], p.potential[kind][k])
-                self._base = p.potential_base[kind][k][o]
-                cost = p.ask_open[kind][k][o]
+                self._held, self._base, cost = self._entry[0 if target > 0 else 1][o]
                 cash -= cost
                 self._entry_cost = cost
                 self._entry_bar = o
@@ -463,26 +275,26 @@ class TradingEnv(gym.Env):
         held = pos
         terminated = o >= self._end
         if pos:
-            _, mark, bid_close, potential = self._rows_held
-            value = mark[o]
-            self._bars_in_position += 1
+            rows = self._held
+            value = rows[1][o]  # the mark at this bar's close
             entry = self._entry_cost
+            entry_bar = self._entry_bar
             gain = value - entry
             if terminated:  # the episode ends flat: sell at this close's bid
-                cash += bid_close[o]
+                cash += rows[2][o]
                 value = 0.0
                 pos = 0
                 self._trades += 1
+                self._bars_in_position += o + 1 - entry_bar  # held over bars entry..o
                 trade_closed = True
             else:
-                phi = potential[o] - self._base - (self._early_exit * gain if gain > 0 else 0.0)
+                phi = rows[3][o] - self._base - (self._early_exit * gain if gain > 0 else 0.0)
             upnl = gain / entry
             flat = self._flat
             base = o * N_FEATURES + N_MARKET_FEATURES
             flat[base] = 1.0 if held > 0 else -1.0
             flat[base + 1] = OBS_CLIP if upnl > OBS_CLIP else (-OBS_CLIP if upnl < -OBS_CLIP else upnl)
-            held_hours = (o - self._entry_bar) / 60.0
-            flat[base + 2] = held_hours if held_hours < OBS_CLIP else OBS_CLIP
+            flat[base + 2] = _HELD_HOURS[o - entry_bar]
 
         self._t = o
         self._pos = pos
@@ -494,10 +306,15 @@ class TradingEnv(gym.Env):
         # "position": what was held over bar o (before the end-of-episode close)
         info = {"pnl": pnl, "position": held, "trade_closed": trade_closed, "bar": o}
         if terminated:
-            info["trades"] = self._trades
-            info["bars_in_position"] = self._bars_in_position
-            info["episode_bars"] = self._end - self._start
+            self._episode_end(info)
         return self._row_views[o], self._pnl_weight * pnl + shaping, terminated, False, info
+
+    def _episode_end(self, info: dict) -> dict:
+        """The last step's ``info``, with the episode's totals added."""
+        info["trades"] = self._trades
+        info["bars_in_position"] = self._bars_in_position
+        info["episode_bars"] = self._end - self._start
+        return info
 
     def potential(self) -> float:
         """The shaping potential Φ of the current state, in reward units (0 when flat):
