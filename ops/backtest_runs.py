@@ -3,7 +3,8 @@
 There is one implementation of a backtest: the ``backtest_day`` asset (``backtest_job``),
 which the UI's backfills run too. The command checks what a user can get wrong before
 anything runs (dates, strategies, the model, the data), then launches one run per
-strategy on the Dagster instance in ``DAGSTER_HOME`` — each strategy is an account of its
+strategy on the Dagster instance in ``DAGSTER_HOME`` (``ops/launch.py``: through the run
+queue when the instance's dagster.yaml configures one) — each strategy is an account of its
 own, ``backtest:<id>-<strategy>`` — tagged with the account, strategy and source so that
 the runs read in the UI as what they are, and shows a progress bar fed by the run's own
 log (one line per replayed day). Several strategies end in one table, side by side.
@@ -11,9 +12,7 @@ log (one line per replayed day). Several strategies end in one table, side by si
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 TAG_ACCOUNT = "tradenova/account"
 TAG_STRATEGY = "tradenova/strategy"
 TAG_SOURCE = "tradenova/source"
+TAG_JOB = "tradenova/job"  # the tag deploy/profile.py's queue limits read; "backtest" for these runs
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,13 @@ class BacktestPlan:
     seed: int
 
     def run_config(self, backtest_id: str, strategy: str) -> dict:
+        from ops.launch import QUIET
+
         market = {"source": self.source, **({"data_dir": self.data_dir} if self.data_dir else {})}
         backtest = {"backtest_id": backtest_id, "strategy": strategy, "seed": self.seed, "model_path": self.model}
         return {"ops": {"backtest_day": {"config": backtest}},
                 "resources": {"market_data": {"config": market}},
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the bar shows progress
+                **QUIET}  # the bar shows progress; a failure is one line naming the run
 
 
 def plan_backtest(start: str, end: str, strategies: list[str], *, source: str, data_dir: str | None = None,
@@ -77,59 +79,23 @@ def plan_backtest(start: str, end: str, strategies: list[str], *, source: str, d
     return BacktestPlan(days, runs, source, folder, model, seed)
 
 
-def launch(plan: BacktestPlan, backtest_id: str, strategy: str, instance, *, progress=None):
-    """Run ``backtest_job`` over the plan's days for one strategy on ``instance``; calls
-    ``progress(days_done)`` as the run's log reports each day. Returns the run's result."""
-    from assets.backtest import DAY_DONE
-    from tradenova_dagster.definitions import defs
+def backtest_tags(plan: BacktestPlan, backtest_id: str, strategy: str) -> dict:
+    """The tags of one strategy's run: the days (as a UI backfill of the range tags them),
+    the account, the strategy, the source, and ``tradenova/job: backtest``."""
     from tradenova_dagster.session.day import backtest_account
 
-    run_id = str(uuid.uuid4())
-    tags = {
-        "dagster/asset_partition_range_start": plan.days[0].isoformat(),
-        "dagster/asset_partition_range_end": plan.days[-1].isoformat(),
-        TAG_ACCOUNT: backtest_account(backtest_id), TAG_STRATEGY: strategy, TAG_SOURCE: plan.source,
-    }
-    outcome: dict = {}
-
-    def execute() -> None:
-        try:
-            outcome["result"] = defs.resolve_job_def("backtest_job").execute_in_process(
-                run_config=plan.run_config(backtest_id, strategy), instance=instance, run_id=run_id, tags=tags,
-                raise_on_error=False)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=execute, name=f"backtest {backtest_id}")
-    worker.start()
-    done, cursor = 0, None
-
-    def read_new_days() -> int:  # only the run's events since the last read (the cursor)
-        nonlocal cursor
-        page = instance.get_records_for_run(run_id, cursor=cursor)
-        cursor = page.cursor
-        return sum(1 for record in page.records if record.event_log_entry.user_message.startswith(DAY_DONE))
-
-    while True:
-        alive = worker.is_alive()
-        if progress is not None and instance.has_run(run_id):
-            new = read_new_days()
-            if new:
-                done += new
-                progress(done)
-        if not alive:
-            break
-        worker.join(0.25)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    return {"dagster/asset_partition_range_start": plan.days[0].isoformat(),
+            "dagster/asset_partition_range_end": plan.days[-1].isoformat(),
+            TAG_ACCOUNT: backtest_account(backtest_id), TAG_STRATEGY: strategy, TAG_SOURCE: plan.source,
+            TAG_JOB: "backtest"}
 
 
 def run_backtest_command(args) -> int:
     """The ``tradenova backtest`` command (see the module docstring)."""
     import dagster as dg
-    from tqdm import tqdm
 
+    from assets.backtest import DAY_DONE
+    from ops.launch import Launcher, progress_bar
     from tradenova_dagster import config
     from tradenova_dagster.metrics import MetricsTracker
     from tradenova_dagster.session.day import backtest_account
@@ -139,20 +105,19 @@ def run_backtest_command(args) -> int:
     config.use_dagster_home()
     rows, failed = [], []
     started = time.perf_counter()
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, Launcher(instance) as launcher:
         for backtest_id, strategy in plan.runs:
             account = backtest_account(backtest_id)
-            with tqdm(total=len(plan.days), desc=f"{account} ({strategy})", unit="day",
-                      disable=args.no_progress) as bar:
-                result = launch(plan, backtest_id, strategy, instance,
-                                progress=lambda n: bar.update(n - bar.n))
+            bar, progress = progress_bar(len(plan.days), f"{account} ({strategy})", "day", args.no_progress)
+            with bar:
+                result = launcher.run("backtest_job", plan.run_config(backtest_id, strategy),
+                                      backtest_tags(plan, backtest_id, strategy), progress=progress, marker=DAY_DONE)
             if not result.success:
-                failed.append(f"{account}: run {result.run_id} failed (dagster UI, or `dagster run logs`)")
+                failed.append(result.failure(account))
                 continue
-            meta = result.asset_materializations_for_node("backtest_day")[-1].metadata
             metrics = MetricsTracker(account=account).calculate_metrics(
                 lookback_days=len(plan.days) * 2, as_of=plan.days[-1])
-            rows.append((account, strategy, str(meta["model"].value), metrics, result.run_id))
+            rows.append((account, strategy, str(result.metadata["model"]), metrics, result.run_id))
     print(f"backtest: {len(plan.days)} days {plan.days[0]} .. {plan.days[-1]}, data {plan.source}"
           f"{f' ({plan.data_dir})' if plan.data_dir else ''}, {time.perf_counter() - started:.1f} s")
     print(f"  {'account':<40} {'strategy':<12} {'trades':>6} {'P&L':>11} {'win':>5} {'Sharpe':>7} {'max DD':>7}")

@@ -31,6 +31,7 @@ def test_several_baselines_without_a_model_are_one_account_each_side_by_side(tra
         runs = instance.get_runs(dg.RunsFilter(job_name="backtest_job"))
         assert sorted(r.tags["tradenova/strategy"] for r in runs) == ["always-call", "flat"]
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert all(r.tags["tradenova/job"] == "backtest" and r.tags["tradenova/source"] == "synthetic" for r in runs)
 
 
 def test_a_backtest_account_carries_its_equity_from_day_to_day(tradenova_home):

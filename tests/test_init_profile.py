@@ -59,6 +59,8 @@ def test_production_profile_runs_on_postgres_with_the_queue_limits(postgres_serv
     assert sorted(queue.tag_concurrency_limits, key=lambda limit: limit["key"]) == [
         {"key": "dagster/backfill", "limit": 3},
         {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": "tradenova/job", "value": "backtest", "limit": 3},
+        {"key": "tradenova/job", "value": "sweep", "limit": 3},
         {"key": "tradenova/job", "value": "training", "limit": 1},
         {"key": "tradenova/session", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
     ]

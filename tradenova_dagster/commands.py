@@ -1,4 +1,5 @@
-"""General sub-commands: ``demo`` (the README's main command), ``backtest`` (``ops/backtest_runs.py``), ``status``, ``ui``."""
+"""General sub-commands: ``demo`` (the README's main command), ``backtest`` (``ops/backtest_runs.py``),
+``sweep`` (``ops/sweep_runs.py``), ``status``, ``ui``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--date", help="trading day YYYY-MM-DD (default: the last completed session)")
     demo.add_argument("--timesteps", type=int, default=100_000, help="training steps if a model is trained")
+    demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=_demo)
 
     backtest = subparsers.add_parser(
@@ -43,6 +45,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backtest.add_argument("--no-progress", action="store_true")
     backtest.set_defaults(func=_backtest)
 
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="a research sweep (strategies x seeds x walk-forward folds) as Dagster runs, and its summary",
+        description="Plans the sweep (sweep_plan), runs each (strategy, seed, fold) as a run of sweep_job "
+        "(one partition of sweep_result: the fold's evaluation days replayed on its own backtest account, one "
+        "Parquet file), then summarises them per strategy (sweep_summary: mean daily P&L, IQM with a 95%% "
+        "bootstrap CI, win rate, max drawdown, trades per day). With the production profile the runs go through "
+        "the queue and run side by side. Results: $TRADENOVA_HOME/sweeps/<id>/.",
+    )
+    sweep.add_argument("--id", required=True, help="sweep id (letters, digits, '-', '_')")
+    sweep.add_argument("--start", required=True, help="first day of the range the folds are laid in YYYY-MM-DD")
+    sweep.add_argument("--end", required=True, help="last day of the range YYYY-MM-DD")
+    sweep.add_argument("--strategies", nargs="+", metavar="NAME",
+                       default=["flat", "always-call", "always-put", "random", "momentum", "orb"],
+                       help="baselines, and model (needs --model-paths, one per fold)")
+    sweep.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    sweep.add_argument("--folds", type=int, default=4)
+    sweep.add_argument("--train-days", type=int, default=20, help="sessions in each training window")
+    sweep.add_argument("--eval-days", type=int, default=5, help="sessions in each evaluation window")
+    sweep.add_argument("--model-paths", nargs="*", default=[], metavar="PATH",
+                       help="for the model strategy: the model trained on each fold's window, in fold order")
+    sweep.add_argument("--source", default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
+                       choices=["synthetic", "file", "alpaca"],
+                       help="market data (default: $TRADENOVA_DATA_SOURCE, else synthetic)")
+    sweep.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"),
+                       help="folder of bar files for --source file (default: $TRADENOVA_DATA_DIR)")
+    sweep.add_argument("--no-progress", action="store_true")
+    sweep.set_defaults(func=_sweep)
+
     status = subparsers.add_parser("status", help="where TradeNova keeps things, and the state of the account")
     status.add_argument("--account", default="sim:default")
     status.set_defaults(func=_status)
@@ -62,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
-    summary = run_demo(day=args.date, timesteps=args.timesteps)
+    summary = run_demo(day=args.date, timesteps=args.timesteps, progress=not args.no_progress)
     print(summary.render())
     return 0 if summary.ok else 1
 
@@ -95,7 +126,7 @@ def _ui(args: argparse.Namespace) -> int:
     config.use_dagster_home()
     env = dict(os.environ)
     env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS", ""), *DAGSTER_WARNING_FILTERS]))
-    location = ["-m", "tradenova_dagster.definitions"]
+    location = code_location_args()
     commands = {
         "webserver": [_dagster_executable("dagster-webserver"), *location, "-h", args.host, "-p", str(args.port)],
         "daemon": [_dagster_executable("dagster-daemon"), "run", *location],
@@ -145,6 +176,18 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def code_location_args() -> list[str]:
+    """How the webserver and the daemon load TradeNova: through the project's workspace.yaml,
+    so that the code location has the name the deployment files give it (``tradenova``, as
+    ``[tool.dagster]`` in pyproject.toml) and a run a command submits to the queue
+    (``ops/launch.py``) names a location the daemon knows; the module if the file is absent
+    (a non-editable install)."""
+    from pathlib import Path
+
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    return ["-w", str(workspace)] if workspace.exists() else ["-m", "tradenova_dagster.definitions"]
+
+
 def _dagster_executable(name: str = "dagster") -> str:
     """The Dagster command ``name`` installed with this TradeNova (beside its Python), so that
     the command works without an activated virtual environment; else the one on PATH."""
@@ -163,6 +206,12 @@ def _backtest(args: argparse.Namespace) -> int:
     from ops.backtest_runs import run_backtest_command
 
     return run_backtest_command(args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ops.sweep_runs import run_sweep_command
+
+    return run_sweep_command(args)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -8,7 +8,10 @@ import dagster as dg
 
 import assets
 from ops.asset_jobs import ASSET_JOBS
+from ops.demo import JOBS as DEMO_JOBS
 from ops.kill_switch import kill_switch_job
+from ops.research_runs import JOBS as RESEARCH_JOBS
+from ops.sweep_runs import JOBS as SWEEP_JOBS
 from ops.trading import JOBS as TRADING_JOBS
 from resources.broker import BrokerResource
 from resources.market_data import MarketDataResource
@@ -20,7 +23,7 @@ from sensors import SENSORS
 defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(assets),
     asset_checks=dg.load_asset_checks_from_package_module(assets),
-    jobs=[*TRADING_JOBS, *ASSET_JOBS, kill_switch_job],
+    jobs=[*TRADING_JOBS, *ASSET_JOBS, kill_switch_job, *RESEARCH_JOBS, *SWEEP_JOBS, *DEMO_JOBS],
     schedules=SCHEDULES,
     sensors=SENSORS,
     # No values here: Dagster drops a resource's values set in Definitions as a whole when

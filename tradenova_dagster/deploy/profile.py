@@ -93,6 +93,14 @@ concurrency:
       # together: each replays days on a core of its own.
       - key: "{backfill_tag}"
         limit: {max_backtests}
+      # The same limit for the runs `tradenova backtest` and `tradenova sweep` start (not
+      # backfills: each carries tradenova/job backtest or sweep instead).
+      - key: "{job_tag}"
+        value: "backtest"
+        limit: {max_backtests}
+      - key: "{job_tag}"
+        value: "sweep"
+        limit: {max_backtests}
       # One training run at a time: it takes every core it is given.
       - key: "{job_tag}"
         value: "{training_job}"

@@ -1,5 +1,7 @@
 """``tradenova report``: write one day's report, or the tearsheet of one or more accounts
-over a span (a backtest), and print its summary and path.
+over a span (a backtest), and print its summary and path. The options are checked here;
+the report itself is written by a run of ``report_job`` (``ops/research_runs.py``) calling
+``report`` below, so that it shows in the UI like any other run.
 
 SPY's buy-and-hold comparison reads the market data source the configuration names
 (``TRADENOVA_DATA_SOURCE``, ``TRADENOVA_DATA_DIR``, as every command does), or
@@ -44,38 +46,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=_report)
 
 
-def _report(args: argparse.Namespace) -> int:
+def report_options(args: argparse.Namespace) -> dict:
+    """The report's options, checked before any run: the accounts, the dates, the source."""
     import sys
 
     from tradenova_dagster.market import calendar
-    from tradenova_dagster.metrics.report import build_daily_report
     from tradenova_dagster.metrics.tearsheet import configured_source
-    from tradenova_dagster.metrics.tracker import DEFAULT_ACCOUNT, MetricsTracker
+    from tradenova_dagster.metrics.tracker import DEFAULT_ACCOUNT, require_account
 
     accounts = args.account or [DEFAULT_ACCOUNT]
     if args.db and len(accounts) > 1:
         raise ValueError(f"--db names one ledger file; got {len(accounts)} accounts ({', '.join(accounts)})")
-    trackers = [MetricsTracker(args.db, initial_capital=args.initial_capital, account=a) for a in accounts]
-    source, why_not = configured_source(args.source)
+    for name, value in (("--date", args.date), ("--from", args.start)):
+        if value:
+            calendar.as_date(value, name)
+    daily = not (args.tearsheet or args.start or len(accounts) > 1)
+    if daily and args.date:
+        calendar.require_trading_day(args.date, "--date")
+    if args.lookback_days < 1:
+        raise ValueError(f"--lookback-days must be a whole number of days >= 1, got {args.lookback_days}")
+    for account in accounts:  # a malformed account is named here, not in a run
+        require_account(account)
+    _, why_not = configured_source(args.source)
     if why_not:
         print(why_not, file=sys.stderr)
-    if args.tearsheet or args.start or len(accounts) > 1:
+    return {"accounts": accounts, "date": args.date or "", "start": args.start or "",
+            "tearsheet": bool(args.tearsheet), "source": args.source or "", "initial_capital": args.initial_capital,
+            "lookback_days": args.lookback_days, "db": args.db or ""}
+
+
+def report(options: dict) -> list[str]:
+    """Write the daily report (or the tearsheet) the options name; returns the lines
+    ``tradenova report`` prints."""
+    from tradenova_dagster.market import calendar
+    from tradenova_dagster.metrics.report import build_daily_report
+    from tradenova_dagster.metrics.tearsheet import configured_source
+    from tradenova_dagster.metrics.tracker import MetricsTracker
+
+    accounts = options["accounts"]
+    trackers = [MetricsTracker(options["db"] or None, initial_capital=options["initial_capital"], account=a)
+                for a in accounts]
+    source, _ = configured_source(options["source"] or None)
+    if options["tearsheet"] or options["start"] or len(accounts) > 1:
         from tradenova_dagster.metrics.tearsheet import build_tearsheet
 
-        sheet, path = build_tearsheet(trackers, args.start, args.date, benchmark_source=source,
-                                      rolling_days=args.lookback_days)
+        sheet, path = build_tearsheet(trackers, options["start"] or None, options["date"] or None,
+                                      benchmark_source=source, rolling_days=options["lookback_days"])
+        lines = []
         for account in sheet.accounts:
             m = sheet.metrics[account]
-            print(f"{account} {sheet.start} to {sheet.end}: P&L {m['total_pnl']:+,.2f} | "
-                  f"{m['num_trades']} trades | win rate {_pct(m['win_rate'])} | Sharpe {_ratio(m['sharpe_ratio'])} | "
-                  f"max drawdown {_pct(m['max_drawdown'])}")
-        print(sheet.benchmark_note)
-        print(f"tearsheet: {path}")
-        return 0
-    day = args.date or calendar.last_completed_session()
-    report = build_daily_report(trackers[0], day, lookback_days=args.lookback_days, benchmark_source=source)
-    print(report.summary())
-    return 0
+            lines.append(f"{account} {sheet.start} to {sheet.end}: P&L {m['total_pnl']:+,.2f} | "
+                         f"{m['num_trades']} trades | win rate {_pct(m['win_rate'])} | "
+                         f"Sharpe {_ratio(m['sharpe_ratio'])} | max drawdown {_pct(m['max_drawdown'])}")
+        return [*lines, sheet.benchmark_note, f"tearsheet: {path}"]
+    day = options["date"] or calendar.last_completed_session()
+    daily = build_daily_report(trackers[0], day, lookback_days=options["lookback_days"], benchmark_source=source)
+    return [daily.summary()]
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``tradenova report``: a run of ``report_job`` (``ops/research_runs.py``) that calls
+    ``report`` and stores its lines, which are printed here."""
+    from ops.research_runs import follow_command
+
+    return follow_command("report", report_options(args), total=1, unit="report", no_progress=True)
 
 
 def _pct(value) -> str:

@@ -1,8 +1,12 @@
 """``tradenova train`` (train a PPO or GRPO agent, evaluate it out of sample, register it) and
 ``tradenova evaluate --walk-forward``.
 
-Torch and stable-baselines3 are imported inside the command, so ``tradenova --help``
-stays fast.
+Each command checks its options here, before anything runs, then launches a Dagster run
+(``train_job``, ``walk_forward_job`` in ``ops/research_runs.py``) that calls ``train`` or
+``walk_forward`` below, follows it with a progress bar, and prints the lines the run
+stored as its ``summary`` metadata: the same work and the same output whether the CLI, the
+UI or the daemon's queue ran it. Torch and stable-baselines3 are imported inside the
+functions, so ``tradenova --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -52,31 +56,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=run_evaluate)
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    """``tradenova evaluate --walk-forward`` (see ``research.walk_forward``)."""
+def evaluate_options(args: argparse.Namespace) -> dict:
+    """The walk-forward's options, checked (``plan_walk_forward``) before any run."""
     import time
 
-    from tqdm import tqdm
+    options = {"evaluation_id": args.id or f"wf-{args.start}-{args.end}-{time.strftime('%Y%m%dT%H%M%S')}",
+               "start": args.start, "end": args.end, "folds": args.folds, "train_days": args.train_days,
+               "eval_days": args.eval_days, "seeds": args.seeds, "agents": list(args.agents),
+               "baselines": list(args.baselines), "timesteps": args.timesteps, "symbol": args.symbol,
+               "source": args.source, "data_dir": args.data_dir or ""}
+    _walk_forward_plan(options)
+    _source(options)
+    return options
 
-    from tradenova_dagster.ledger.accounts import shared_store
+
+def _walk_forward_plan(options: dict):
+    from tradenova_dagster.research.walk_forward import plan_walk_forward
+
+    return plan_walk_forward(options["evaluation_id"], options["start"], options["end"], n_folds=options["folds"],
+                             train_days=options["train_days"], eval_days=options["eval_days"],
+                             seeds=options["seeds"], agents=options["agents"], baselines=options["baselines"],
+                             timesteps=options["timesteps"], symbol=options["symbol"])
+
+
+def _source(options: dict):
     from tradenova_dagster.market.data import get_source
-    from tradenova_dagster.research.sweep import sweep_dir
-    from tradenova_dagster.research.walk_forward import plan_walk_forward, run_walk_forward
 
-    evaluation_id = args.id or f"wf-{args.start}-{args.end}-{time.strftime('%Y%m%dT%H%M%S')}"
-    plan = plan_walk_forward(evaluation_id, args.start, args.end, n_folds=args.folds, train_days=args.train_days,
-                             eval_days=args.eval_days, seeds=args.seeds, agents=args.agents,
-                             baselines=args.baselines, timesteps=args.timesteps, symbol=args.symbol)
-    source = get_source(args.source, **({"data_dir": args.data_dir} if args.source == "file" and args.data_dir else {}))
-    print(f"walk-forward {evaluation_id}: {len(plan.folds)} folds on {args.source} data "
+    data_dir = options.get("data_dir")
+    return get_source(options["source"], **({"data_dir": data_dir} if options["source"] == "file" and data_dir else {}))
+
+
+def walk_forward(options: dict, step=None) -> list[str]:
+    """The walk-forward evaluation (``research.walk_forward``); ``step(what)`` after each run.
+    Returns the lines ``tradenova evaluate`` prints."""
+    from tradenova_dagster.ledger.accounts import shared_store
+    from tradenova_dagster.research.sweep import sweep_dir
+    from tradenova_dagster.research.walk_forward import run_walk_forward
+
+    plan = _walk_forward_plan(options)
+    summary = run_walk_forward(plan, shared_store(), _source(options), progress=step)
+    return [summary.to_string(index=False, float_format=lambda v: f"{v:,.2f}"),
+            f"results: {sweep_dir(plan.evaluation_id)} (one Parquet file per run, summary.parquet)"]
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``tradenova evaluate --walk-forward`` (see ``research.walk_forward``)."""
+    from ops.research_runs import follow_command
+
+    options = evaluate_options(args)
+    plan = _walk_forward_plan(options)
+    print(f"walk-forward {plan.evaluation_id}: {len(plan.folds)} folds on {args.source} data "
           + ", ".join(f"[train {f.train[0]}..{f.train[-1]} | eval {f.evaluation[0]}..{f.evaluation[-1]}]"
                       for f in plan.folds))
-    with tqdm(total=len(plan.runs()), desc="walk-forward", unit="run", disable=args.no_progress) as bar:
-        summary = run_walk_forward(plan, shared_store(), source,
-                                   progress=lambda what: (bar.set_postfix_str(what), bar.update()))
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
-    print(f"results: {sweep_dir(evaluation_id)} (one Parquet file per run, summary.parquet)")
-    return 0
+    return follow_command("evaluate", options, total=len(plan.runs()), unit="run", no_progress=args.no_progress)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,44 +128,72 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--promote", action="store_true", help="promote the model if it passes its evaluation")
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from tradenova_dagster import config
-    from tradenova_dagster.market.data import get_source
-    from tradenova_dagster.ledger.accounts import shared_store
-    from tradenova_dagster.rl import registry
-    from tradenova_dagster.rl.dataset import build_dataset, default_train_eval_days
-    import pandas as pd
-
-    from tradenova_dagster.rl.evaluate import evaluate_replay
-    from tradenova_dagster.rl.signal import SignalModel
-    from tradenova_dagster.rl.train import train_model, validate_config
+def train_options(args: argparse.Namespace) -> dict:
+    """The training's options, checked before any run (or any data is fetched)."""
+    from tradenova_dagster.rl.dataset import default_train_eval_days
+    from tradenova_dagster.rl.train import validate_config
 
     if args.timesteps < 1:
         raise ValueError(f"--timesteps must be >= 1, got {args.timesteps}")
-    validate_config(args.agent, args.timesteps, seed=args.seed)  # before any data is fetched
-    options = {"data_dir": args.data_dir} if args.source == "file" and args.data_dir else {}
-    source = get_source(args.source, **options)
+    validate_config(args.agent, args.timesteps, seed=args.seed)
+    default_train_eval_days(args.train_days, args.eval_days, args.end)  # the dates and window sizes
+    options = {"agent": args.agent, "symbol": args.symbol, "timesteps": args.timesteps, "seed": args.seed,
+               "train_days": args.train_days, "eval_days": args.eval_days, "end": args.end or "",
+               "source": args.source, "data_dir": args.data_dir or "", "promote": bool(args.promote)}
+    _source(options)
+    return options
+
+
+TRAIN_STEPS = 3  # dataset, training, evaluation: the progress bar's total
+
+
+def train(options: dict, step=None) -> list[str]:
+    """Train, register and evaluate one model (the gate); ``step(what)`` after each of the
+    ``TRAIN_STEPS`` stages. Returns the lines ``tradenova train`` prints."""
+    import pandas as pd
+
+    from tradenova_dagster import config
+    from tradenova_dagster.ledger.accounts import shared_store
+    from tradenova_dagster.rl import registry
+    from tradenova_dagster.rl.dataset import build_dataset, default_train_eval_days
+    from tradenova_dagster.rl.evaluate import evaluate_replay
+    from tradenova_dagster.rl.signal import SignalModel
+    from tradenova_dagster.rl.train import train_model
+
+    step = step or (lambda what: None)
+    agent, symbol = options["agent"], options["symbol"]
     store = shared_store()
-    train_days, eval_days = default_train_eval_days(args.train_days, args.eval_days, args.end)
-    print(f"data: {args.symbol} from {args.source}, training {train_days[0]}..{train_days[-1]} "
-          f"({len(train_days)} sessions)" + (f", evaluating {eval_days[0]}..{eval_days[-1]}" if eval_days else ""))
-    dataset = build_dataset(args.symbol, train_days, source, store)
-    result = train_model(args.agent, dataset, args.timesteps, seed=args.seed, progress_bar=not args.no_progress,
-                         store=store)
+    train_days, eval_days = default_train_eval_days(options["train_days"], options["eval_days"],
+                                                    options["end"] or None)
+    lines = [f"data: {symbol} from {options['source']}, training {train_days[0]}..{train_days[-1]} "
+             f"({len(train_days)} sessions)" + (f", evaluating {eval_days[0]}..{eval_days[-1]}" if eval_days else "")]
+    dataset = build_dataset(symbol, train_days, _source(options), store)
+    step(f"dataset of {len(train_days)} sessions")
+    result = train_model(agent, dataset, options["timesteps"], seed=options["seed"], store=store)
     record = result.record
-    print(f"model {record.model_id}: {result.timesteps} steps in {result.elapsed_s:.1f} s "
-          f"({result.env_steps_per_s:,.0f} env-steps/s), final train reward {result.final_train_reward}")
-    print(f"saved to {record.path}; TensorBoard: tensorboard --logdir {config.tensorboard_dir()}")
+    step(f"trained {record.model_id}")
+    lines += [f"model {record.model_id}: {result.timesteps} steps in {result.elapsed_s:.1f} s "
+              f"({result.env_steps_per_s:,.0f} env-steps/s), final train reward {result.final_train_reward}",
+              f"saved to {record.path}; TensorBoard: tensorboard --logdir {config.tensorboard_dir()}"]
     if not eval_days:
-        return 0
+        step("no held-out days to evaluate")
+        return lines
     # The gate: the held-out days replayed through the session loop (risk, ladder, costs), with the baselines.
-    evaluation = evaluate_replay(store, source, eval_days, SignalModel.load(record.path), name=args.agent,
+    evaluation = evaluate_replay(store, _source(options), eval_days, SignalModel.load(record.path), name=agent,
                                  label=record.model_id, train_days=dataset.dates)
     registry.record_evaluation(record.model_id, eval_days=list(evaluation.eval_days), promotable=evaluation.promotable,
                                reason=evaluation.reason, metrics=evaluation.as_dict(), store=store)
-    print(pd.DataFrame(evaluation.rows()).to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
-    print(("PROMOTABLE: " if evaluation.promotable else "NOT PROMOTABLE: ") + evaluation.reason)
-    if args.promote and evaluation.promotable:
+    step(f"evaluated on {len(eval_days)} held-out sessions")
+    lines += [pd.DataFrame(evaluation.rows()).to_string(index=False, float_format=lambda v: f"{v:,.2f}"),
+              ("PROMOTABLE: " if evaluation.promotable else "NOT PROMOTABLE: ") + evaluation.reason]
+    if options["promote"] and evaluation.promotable:
         registry.promote(record.model_id, reason="tradenova train --promote", store=store)
-        print(f"promoted {record.model_id} for {record.symbol}")
-    return 0
+        lines.append(f"promoted {record.model_id} for {record.symbol}")
+    return lines
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``tradenova train``: a run of ``train_job`` (see the module docstring)."""
+    from ops.research_runs import follow_command
+
+    return follow_command("train", train_options(args), total=TRAIN_STEPS, unit="step", no_progress=args.no_progress)
