@@ -90,9 +90,10 @@ def test_evaluation_refuses_days_the_model_trained_on(days):
 def test_agent_run_row_arithmetic():
     from tradenova_dagster.rl.evaluate import AgentRun
 
-    row = AgentRun("momentum", "baseline:momentum", "backtest:x", [100.0, -50.0, 0.0, 30.0], [2, 1, 0, 1], 0.004).row()
+    row = AgentRun("momentum", "baseline:momentum", "backtest:x", [100.0, -50.0, 0.0, 30.0], [2, 1, 0, 1],
+                   [2, 0, 0, 1], 0.004).row()
     assert row["mean_daily_pnl"] == pytest.approx(20.0) and row["iqm_daily_pnl"] == pytest.approx(15.0)  # (0 + 30) / 2
-    assert row["win_rate"] == 0.5 and row["trades_per_day"] == 1.0 and row["max_drawdown"] == 0.004
+    assert row["win_rate"] == 0.75 and row["trades_per_day"] == 1.0 and row["max_drawdown"] == 0.004
     assert row["ci_low"] < row["mean_daily_pnl"] < row["ci_high"]
 
 

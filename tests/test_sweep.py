@@ -44,10 +44,9 @@ def _expected(folder: Path) -> pd.DataFrame:
     for strategy, group in runs.groupby("strategy"):
         per_run = np.sort(group.groupby(["seed", "fold"])["pnl"].mean().to_numpy())
         cut = len(per_run) // 4
-        decided = group["wins"].sum() + group["losses"].sum()
         rows[strategy] = {"runs": len(per_run), "days": len(group), "mean_daily_pnl": group["pnl"].mean(),
                           "iqm_daily_pnl": per_run[cut:len(per_run) - cut].mean(),
-                          "win_rate": group["wins"].sum() / decided if decided else np.nan,
+                          "win_rate": group["wins"].sum() / group["trades"].sum() if group["trades"].sum() else np.nan,
                           "max_drawdown": group["max_drawdown"].max(),
                           "trades_per_day": group["trades"].sum() / len(group)}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -13,7 +13,8 @@ never matches) and gives one row per strategy:
   how a handful of noisy runs is compared without one lucky seed or fold deciding it
   (Agarwal et al., "Deep RL at the edge of the statistical precipice", 2021).
   Fewer than two runs give no interval (NaN).
-- ``win_rate``: winning trades / trades with a non-zero P&L, over all runs (NaN: none);
+- ``win_rate``: winning trades / trades, over all runs (NaN: no trade), the tracker's
+  definition (``metrics.tracker``), so every table means the same by it;
 - ``max_drawdown``: the worst intraday drawdown of any run (a fraction of peak equity);
 - ``trades_per_day``: trades / replayed days.
 
@@ -50,16 +51,20 @@ def sweep_summary(sweep_dir) -> pd.DataFrame:
     rows = []
     for strategy, group in runs.groupby("strategy", sort=True):
         low, high = bootstrap_ci(group["mean_daily_pnl"], iqm)
-        decided = group["wins"].sum() + group["losses"].sum()
         days = int(group["days"].sum())
         rows.append({"strategy": strategy, "runs": len(group), "days": days,
                      "mean_daily_pnl": float(group["pnl"].sum() / days),
                      "iqm_daily_pnl": float(iqm(group["mean_daily_pnl"].to_numpy(dtype=float))),
                      "ci_low": low, "ci_high": high,
-                     "win_rate": float(group["wins"].sum() / decided) if decided else float("nan"),
+                     "win_rate": win_rate(group["wins"].sum(), group["trades"].sum()),
                      "max_drawdown": float(group["max_drawdown"].max()),
                      "trades_per_day": float(group["trades"].sum() / days)})
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def win_rate(wins: int, trades: int) -> float:
+    """Winning trades / trades; NaN without a trade (undefined, not 0)."""
+    return float(wins / trades) if trades else float("nan")
 
 
 def sweep_verdicts(sweep_dir) -> dict[str, Verdict]:

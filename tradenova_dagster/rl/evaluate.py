@@ -327,15 +327,17 @@ class AgentRun:
     account: str
     daily_pnl: list[float]
     trades: list[int]
+    wins: list[int]  # winning trades per day
     max_drawdown: float
 
     def row(self) -> dict:
+        from tradenova_dagster.research.summary import win_rate
         from tradenova_dagster.rl.gate import iqm, mean_ci
 
         low, high = mean_ci(self.daily_pnl)
         return {"agent": self.name, "model_id": self.model_id, "days": len(self.daily_pnl),
                 "mean_daily_pnl": float(np.mean(self.daily_pnl)), "iqm_daily_pnl": float(iqm(self.daily_pnl)),
-                "ci_low": low, "ci_high": high, "win_rate": float(np.mean(np.asarray(self.daily_pnl) > 0.0)),
+                "ci_low": low, "ci_high": high, "win_rate": win_rate(sum(self.wins), sum(self.trades)),
                 "max_drawdown": self.max_drawdown, "trades_per_day": float(np.mean(self.trades))}
 
 
@@ -355,7 +357,7 @@ def replay_agent(store, source, days: Sequence[date], signal, name: str, label: 
     bid = backtest_id(label, name)
     frame = replay_run(store, source, signal, bid, days, initial_cash=initial_cash)
     return AgentRun(name, getattr(signal, "model_id", "") or name, backtest_account(bid),
-                    [float(v) for v in frame["pnl"]], [int(v) for v in frame["trades"]],
+                    [float(v) for v in frame["pnl"]], [int(v) for v in frame["trades"]], [int(v) for v in frame["wins"]],
                     float(frame["max_drawdown"].iloc[0]) if len(frame) else 0.0)
 
 
