@@ -3,8 +3,10 @@ input is refused with a message naming the field, and nothing is partially writt
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
@@ -262,3 +264,51 @@ def test_clear_day_removes_one_accounts_day_so_a_replay_does_not_double(store):
     assert count(store, "trades", "backtest:bt1") == 1  # the next day stays
     assert count(store, "trades", "sim:default") == 1  # other accounts stay
     assert count(store, "rl_predictions", "backtest:bt1") == 0
+
+
+def fresh_answer(store: Store, account: str) -> dict:
+    """What a tracker that never read the ledger says (no partials kept)."""
+    return MetricsTracker(store=store, account=account).calculate_metrics(lookback_days=None, as_of="2024-03-08")
+
+
+def test_a_replayed_day_cleared_and_recorded_again_between_two_calls_is_seen(store):
+    """Same row count before and after (one trade deleted, one recorded): the kept
+    partials must not survive, nor be folded onto."""
+    tracker = MetricsTracker(store=store, account="backtest:bt1")
+    replay = MetricsTracker(store=Store(store.path), account="backtest:bt1")  # the next run
+    tracker.record_trade(**{**GOOD, "pnl": 100.0, "exit_time": ny("2024-03-05 10:00")})
+    tracker.record_trade(**{**GOOD, "pnl": -30.0, "exit_time": ny("2024-03-06 10:00")})
+    before = tracker.calculate_metrics(lookback_days=None, as_of="2024-03-08")
+    assert (before["num_trades"], before["total_pnl"], before["best_trade"]) == (2, 70.0, 100.0)
+    assert replay.clear_day("2024-03-05") == 1
+    replay.record_trade(**{**GOOD, "pnl": 20.0, "exit_time": ny("2024-03-05 11:00")})
+    replay.flush()
+    after = tracker.calculate_metrics(lookback_days=None, as_of="2024-03-08")
+    assert (after["num_trades"], after["total_pnl"], after["best_trade"]) == (2, -10.0, 20.0)
+    assert after == fresh_answer(store, "backtest:bt1")
+
+
+def test_an_idle_ledger_is_answered_without_a_connect_and_the_next_write_is_still_seen(store):
+    """No connection held: a stat of the ledger's files vouches for an unchanged ledger
+    (metrics/partials.py); a write by another process must still show at once."""
+    tracker = MetricsTracker(store=store, account="backtest:bt1")
+    tracker.record_trade(**{**GOOD, "pnl": 100.0, "exit_time": ny("2024-03-05 10:00")})
+    tracker.flush()
+    idle = time.time() - 60  # as if written a minute ago, instead of waiting for it
+    for part in (store.path, store.path.with_name(store.path.name + ".wal")):
+        if part.exists():
+            os.utime(part, (idle, idle))
+    first = tracker.calculate_metrics(lookback_days=None, as_of="2024-03-08")
+    connects = store.connects
+    assert tracker.calculate_metrics(lookback_days=None, as_of="2024-03-08") == first
+    assert store.connects == connects  # answered from the kept partials
+    code = ("import pandas as pd\n"
+            "from tradenova_dagster.metrics import MetricsTracker\n"
+            f"t = MetricsTracker({str(store.path)!r}, account='backtest:bt1')\n"
+            "at = pd.Timestamp('2024-03-06 15:00', tz='America/New_York')\n"
+            "t.record_trade('SPY', 1, 2, 1, 'long', -40.0, 'grpo', at, at)\n"
+            "t.flush()\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    after = tracker.calculate_metrics(lookback_days=None, as_of="2024-03-08")
+    assert (after["num_trades"], after["total_pnl"], after["worst_trade"]) == (2, 60.0, -40.0)
+    assert after == fresh_answer(store, "backtest:bt1")

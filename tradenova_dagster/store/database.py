@@ -124,6 +124,12 @@ class Store:
         return self._state()["con"]
 
     @property
+    def is_held(self) -> bool:
+        """Whether this thread holds a connection to the file (``hold``, ``unit_of_work``):
+        what it reads may include its own uncommitted writes, which no file state shows."""
+        return self._held is not None
+
+    @property
     def _in_unit(self) -> bool:
         return self._state()["unit"]
 
