@@ -8,7 +8,14 @@
    per committed bar (everything the bar does, its commit included; goal <= 20 ms) and
    DuckDB connections opened per bar (goal: 0 after start; today 1, see the printout).
 3. Every day of the real SPY 1-minute year in ../shared/data (251 sessions) through the
-   ``backtest_day`` path, the same code a Dagster backfill runs (target: under 10 minutes).
+   ``backtest_day`` path, the same code a Dagster backfill runs (target: 251 days in
+   <= 60 s), with the time per day of the first days against the last days (the cost of a
+   day must stay flat as the ledger fills).
+4. The peer: backtrader (``backtrader`` 1.9, the dev extra) runs the same real bars, read
+   through the same ``file`` source, in the same process, with a simple strategy that
+   decides on every bar (long above its 20-bar average, flat below) — printed as bars/s of
+   the session loop, bars/s of backtrader and their ratio (target: the session loop at
+   least as fast, >= 1.0x).
 
 The model is a real stable-baselines3 PPO pinned to buy calls (``tests/session_helpers``),
 so every day trades: the slowest realistic case, more orders than a trained model sends.
@@ -64,13 +71,51 @@ def main() -> None:
     files = get_source("file", data_dir=DATA)
     days = calendar.trading_days("2022-09-30", "2023-09-29")
     days = days[: args.days] if args.days else days
-    start = time.perf_counter()
-    trades = 0
+    per_day, trades, bars = [], 0, 0
     for i, day in enumerate(days):  # one account across the year, as a backtest run is
-        trades += backtest_day(store, files, day, signal, "real-year", fresh=i == 0).trades
-    elapsed = time.perf_counter() - start
-    print(f"real SPY backtest: {len(days)} days, {trades} trades in {elapsed / 60:.2f} min "
-          f"({elapsed / len(days):.2f} s/day; target: 251 days under 10 min)")
+        start = time.perf_counter()
+        report = backtest_day(store, files, day, signal, "real-year", fresh=i == 0)
+        per_day.append(time.perf_counter() - start)
+        trades, bars = trades + report.trades, bars + report.bars
+    elapsed = sum(per_day)
+    print(f"real SPY backtest: {len(days)} days, {bars} bars, {trades} trades in {elapsed:.1f} s "
+          f"({elapsed / len(days):.3f} s/day; target: 251 days in <= 60 s)")
+    k = max(1, min(10, len(days) // 2))
+    first, last = sum(per_day[:k]) / k, sum(per_day[-k:]) / k
+    print(f"per day as the ledger fills: first {k} days {first:.3f} s/day, last {k} days {last:.3f} s/day "
+          f"(last/first {last / first:.2f}; target: flat, ~1.0)")
+    loop_rate = bars / elapsed
+    peer_bars, peer_s = backtrader_peer(files, days)
+    peer_rate = peer_bars / peer_s
+    print(f"bars/s on the same real bars: session loop {loop_rate:,.0f}, backtrader {peer_rate:,.0f} "
+          f"({peer_bars} bars in {peer_s:.1f} s); session/backtrader {loop_rate / peer_rate:.2f}x (target >= 1.0x)")
+
+
+def backtrader_peer(source, days) -> tuple[int, float]:
+    """backtrader over the same days' bars, read through the same source: a strategy that
+    decides every bar (long one share above its 20-bar average, flat below), orders filled
+    by backtrader's broker. Returns (bars, seconds of ``cerebro.run``)."""
+    import backtrader as bt
+    import pandas as pd
+
+    frame = pd.concat([source.bars("SPY", day) for day in days], ignore_index=True)
+    frame = frame.set_index(pd.DatetimeIndex(frame["timestamp"]).tz_convert(None))[
+        ["open", "high", "low", "close", "volume"]]
+
+    class EveryBar(bt.Strategy):
+        def __init__(self):
+            self.average = bt.indicators.SimpleMovingAverage(self.data.close, period=20)
+
+        def next(self):
+            self.order_target_size(target=1 if self.data.close[0] > self.average[0] else 0)
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Minutes, compression=1))
+    cerebro.addstrategy(EveryBar)
+    cerebro.broker.setcash(100_000.0)
+    start = time.perf_counter()
+    cerebro.run()
+    return len(frame), time.perf_counter() - start
 
 
 def persisted(store, source, signal) -> None:

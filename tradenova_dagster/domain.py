@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from numbers import Real
 
 OPTION_MULTIPLIER = 100  # one US equity option contract is on 100 shares
@@ -154,6 +155,8 @@ def _parse_enum(cls, value, field_name: str):
 
 
 def require_finite(field_name: str, value) -> float:
+    if type(value) is float and math.isfinite(value):  # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ValueError(f"{field_name} must be a number, got {value!r}")
     value = float(value)
@@ -186,6 +189,19 @@ def require_quantity(field_name: str, value) -> float:
 
 
 def require_symbol(field_name: str, value) -> str:
+    if type(value) is str:
+        return _require_symbol_text(field_name, value)
+    return _require_symbol(field_name, value)
+
+
+@lru_cache(maxsize=4096)
+def _require_symbol_text(field_name: str, value: str) -> str:
+    """``_require_symbol`` for a str, cached: a session checks the same few symbols on every
+    bar (a bad one raises, and an exception is never cached)."""
+    return _require_symbol(field_name, value)
+
+
+def _require_symbol(field_name: str, value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{field_name} must be a non-empty symbol, got {value!r}")
     if not re.fullmatch(r"[A-Z0-9.\-/ ]+", value.strip().upper()):
@@ -311,6 +327,12 @@ class OptionContract:
 
     @classmethod
     def parse(cls, symbol: str) -> "OptionContract":
+        if cls is OptionContract and type(symbol) is str:
+            return _parse_occ(symbol)  # immutable, so one parse per symbol serves every caller
+        return cls._parse(symbol)
+
+    @classmethod
+    def _parse(cls, symbol: str) -> "OptionContract":
         if not isinstance(symbol, str):
             raise ValueError(f"option symbol must be a string, got {symbol!r}")
         match = _OCC_RE.match(symbol.strip().upper().replace(" ", ""))
@@ -327,7 +349,17 @@ class OptionContract:
 
     @staticmethod
     def is_option_symbol(symbol: str) -> bool:
-        return isinstance(symbol, str) and bool(_OCC_RE.match(symbol.strip().upper()))
+        return isinstance(symbol, str) and _is_occ(symbol)
+
+
+@lru_cache(maxsize=4096)
+def _parse_occ(symbol: str) -> OptionContract:
+    return OptionContract._parse(symbol)
+
+
+@lru_cache(maxsize=4096)
+def _is_occ(symbol: str) -> bool:
+    return bool(_OCC_RE.match(symbol.strip().upper()))
 
 
 def asset_class_of(symbol: str) -> AssetClass:

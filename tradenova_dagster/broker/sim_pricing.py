@@ -135,6 +135,11 @@ class Pricer:
     def __init__(self, config: SimConfig, marks: dict[str, Mark]):
         self.config = config
         self.marks = marks
+        # Option quotes of the latest instant, by every input of the price: a bar asks for
+        # the same contract's quote several times (the mark, the signal, the ladder, the
+        # matching engine). Only one instant is kept, so it cannot grow or go stale.
+        self._memo: dict[tuple, tuple[float, float]] = {}
+        self._memo_at: tuple | None = None
 
     def vix_for(self, underlying: str) -> float:
         mark = self.marks.get(underlying)
@@ -154,8 +159,15 @@ class Pricer:
         if is_option(symbol):
             contract = OptionContract.parse(symbol)
             model = self.config.options
-            mid = float(model.mid(contract, underlying_price, ts, self.vix_for(contract.underlying)))
-            return model.bid_ask(mid, intrinsic_value(contract, underlying_price))
+            vix = self.vix_for(contract.underlying)
+            if self._memo_at is None or self._memo_at[0] != ts or self._memo_at[1] is not model:
+                self._memo, self._memo_at = {}, (ts, model)
+            key = (symbol, underlying_price, vix)
+            quote = self._memo.get(key)
+            if quote is None:
+                mid = float(model.mid(contract, underlying_price, ts, vix))
+                quote = self._memo[key] = model.bid_ask(mid, intrinsic_value(contract, underlying_price))
+            return quote
         half = max(0.01, self.config.equity_spread_bps * 1e-4 * underlying_price) / 2
         return round_price(max(underlying_price - half, 0.0)), round_price(underlying_price + half)
 

@@ -59,10 +59,15 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "account", "run_id", "ts", "day", "agent", "symbol", "signal", "allowed", "reason",
         "risk_level",
     ),
+    # The bars a session acted on (the restart point); buffered with the bar's other rows
+    # so that a replayed day writes them in one statement, not one INSERT per bar.
+    "session_bars": (
+        "account", "day", "bar_ts", "run_id", "position_direction", "position_pnl", "position_bars",
+    ),
 }
 
 # What a replayed day replaces (``clear_day``): every record of the day, the ledger's too.
-DAY_TABLES = ("fills", "orders", "session_bars", *_COLUMNS)
+DAY_TABLES = tuple(dict.fromkeys(("fills", "orders", "session_bars", *_COLUMNS)))
 
 
 def require_agent(value: Any, field_name: str = "agent") -> str:
@@ -288,6 +293,21 @@ class AccountRecords:
             "equity": require_finite("equity", equity),
             "cash": require_finite("cash", cash),
             "positions_value": require_finite("positions_value", positions_value),
+        })
+
+    def record_session_bar(self, day: date, bar_ts: datetime, direction: int, pnl: float, bars: int,
+                           run_id: str | None) -> None:
+        """Record that the session acted on the bar starting at ``bar_ts`` (the position the
+        signal saw: ``direction``, ``pnl``, ``bars``), in the bar's own unit of work: a
+        restart resumes after the last one committed."""
+        self._write("session_bars", {
+            "account": self.account,
+            "run_id": _optional_text("run_id", run_id),  # the session's run, as given
+            "day": day,
+            "bar_ts": _utc("bar_ts", bar_ts),
+            "position_direction": int(direction),
+            "position_pnl": require_finite("position_pnl", pnl),
+            "position_bars": int(bars),
         })
 
     def log_prediction(

@@ -36,6 +36,8 @@ def xnys() -> xcals.ExchangeCalendar:
 
 def as_date(day: date | datetime | str | pd.Timestamp, field_name: str = "day") -> date:
     """A calendar date from a date, an ISO string or a timestamp (its New York date)."""
+    if type(day) is date:  # the common case, first: every quote asks about its expiry
+        return day
     if isinstance(day, pd.Timestamp) or isinstance(day, datetime):
         ts = pd.Timestamp(day)
         if ts.tzinfo is not None:
@@ -63,8 +65,22 @@ def _check_range(day: date) -> pd.Timestamp:
 
 
 def is_trading_day(day) -> bool:
-    day = as_date(day)
-    return xnys().is_session(_check_range(day))
+    return _is_session(as_date(day))
+
+
+# The calendar is fixed for the process (``xnys`` is built once), so its answers per date
+# are too: cached, because pricing asks them for every quote. A day outside the calendar
+# raises and is not cached.
+@lru_cache(maxsize=1 << 16)
+def _is_session(day: date) -> bool:
+    return bool(xnys().is_session(_check_range(day)))
+
+
+@lru_cache(maxsize=1 << 16)
+def _open_close(day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    cal = xnys()
+    ts = pd.Timestamp(day)
+    return cal.session_open(ts), cal.session_close(ts)
 
 
 def require_trading_day(day, field_name: str = "day") -> date:
@@ -81,10 +97,7 @@ def require_trading_day(day, field_name: str = "day") -> date:
 
 def session_open_close(day) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(open, close) of that day's regular session, in UTC. Early closes included."""
-    day = require_trading_day(day)
-    cal = xnys()
-    ts = pd.Timestamp(day)
-    return cal.session_open(ts), cal.session_close(ts)
+    return _open_close(require_trading_day(day))
 
 
 def session_minutes(day) -> int:

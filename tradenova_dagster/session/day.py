@@ -28,7 +28,7 @@ from tradenova_dagster.session.engine import SessionReport, SessionSettings, Tra
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
 from tradenova_dagster.session.runtime import Runtime
 
-__all__ = ["Runtime", "backtest_day", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "set_clock", "warmup"]
+__all__ = ["Runtime", "backtest_account", "backtest_day", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "set_clock", "warmup"]
 
 
 def session_key(account: str, day: date) -> str:
@@ -123,13 +123,16 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     day = calendar.require_trading_day(day, "date")
     settings = settings or SessionSettings()
     refuse_look_ahead(signal, day)
-    refuse_bad_data(runtime.market, settings.symbol, day, source.name)
     open_, close = calendar.session_open_close(day)
+    if mode != "replay":
+        refuse_bad_data(runtime.market, settings.symbol, day, source.name)
     resumed = last_committed_bar(runtime.store, runtime.account, day)
     history, blocked = None, ""
     if mode == "replay":
-        ctx = trading_context(runtime.market, source, day, settings.symbol)
-        bars = bars_for_day(runtime.market, source, settings.symbol, day)
+        with runtime.market.hold():  # the day's checks, context and bars on one connection
+            refuse_bad_data(runtime.market, settings.symbol, day, source.name)
+            ctx = trading_context(runtime.market, source, day, settings.symbol)
+            bars = bars_for_day(runtime.market, source, settings.symbol, day)
         if resumed is not None:  # a restart: the bars already acted on only rebuild the signal
             history, bars = bars[bars["timestamp"] <= resumed], bars[bars["timestamp"] > resumed]
             open_ = resumed
@@ -369,63 +372,5 @@ def monitor(runtime: Runtime) -> MonitorReport:
 
 # --------------------------------------------------------------------------- backtests
 
-
-def backtest_account(backtest_id: str) -> str:
-    if not backtest_id or not all(c.isalnum() or c in "-_." for c in backtest_id):
-        raise ValueError(f"backtest_id must be letters, digits, '-', '_' or '.', got {backtest_id!r}")
-    return f"backtest:{backtest_id}"
-
-
-def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: float = 100_000.0,
-                     risk_limits=None, lease=None, fresh: bool = True) -> Runtime:
-    """A runtime for one replayed day of a backtest; ``store`` is the shared database the
-    day's bars and context come from.
-
-    A backtest is one account, ``backtest:<id>``, in its own ledger file (never mixed with
-    paper or live; two backtests run side by side in two processes), across its days as
-    the live account is: the simulated broker's cash and equity, the risk state (peak
-    equity, a drawdown halt) and the records carry from one day to the next, while the
-    daily rules start afresh each day (``risk.start_day``). ``fresh`` starts the backtest
-    over: every record of the account is deleted and the broker starts from
-    ``initial_cash`` — the first day of a run; later days continue (a day replayed again
-    within them replaces its own records). The ladder runs in memory; only the
-    backtest's own kill switch applies, not the global one.
-    """
-    from tradenova_dagster.broker import BrokerExecutor, SimBroker
-    from tradenova_dagster.broker.sim import SimConfig
-    from tradenova_dagster.ledger.accounts import clear_account, ledger_store
-    from tradenova_dagster.ledger.records import AccountRecords
-    from tradenova_dagster.risk import AdvancedRiskManager, KillSwitch, ProfitManager
-
-    account = backtest_account(backtest_id)
-    ledger = ledger_store(account)
-    if fresh:
-        clear_account(ledger, account)
-    sim = SimBroker(account, ledger, SimConfig(initial_cash=initial_cash))
-    if fresh:
-        sim.reset(initial_cash)
-    executor = BrokerExecutor(sim, run_id=session_key(account, day), backoff_s=0.0)
-    records = AccountRecords(ledger, account)
-    records.clear_day(day)
-    switch = KillSwitch(store, account=account)  # a backtest's own switch (the global one does not apply)
-    # Risk keeps its state and every refusal in the ledger, as it does live (one way in every mode).
-    risk = (AdvancedRiskManager.from_limits(risk_limits, initial_cash, account=account, store=ledger,
-                                            kill_switch=switch)
-            if risk_limits is not None else AdvancedRiskManager(initial_balance=initial_cash, account=account,
-                                                                   store=ledger, kill_switch=switch))
-    return Runtime(ledger, account, sim, executor, risk, ProfitManager(account=account), records, switch, sim=sim,
-                   shared=store, lease=lease)
-
-
-def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
-                 settings: SessionSettings | None = None, risk_limits=None, fresh: bool = True) -> SessionReport:
-    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``:
-    ``fresh`` starts the backtest over, else the day continues it), holding the backtest
-    account's lease and one ledger connection for the day."""
-    from tradenova_dagster.ledger.lease import AccountLease
-
-    day = calendar.require_trading_day(day, "date")
-    with AccountLease(backtest_account(backtest_id), None, "backtest") as lease:
-        runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease, fresh)
-        with runtime.store.hold():
-            return run_session(runtime, day, source, signal, mode="replay", settings=settings)
+# A backtest day is this module's session on a backtest account: ``session.backtest``.
+from tradenova_dagster.session.backtest import backtest_account, backtest_day, backtest_runtime  # noqa: E402

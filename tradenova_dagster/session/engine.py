@@ -208,12 +208,11 @@ class TradingSession(OrderFlow):
             self._stop_reason = stopped
 
     def _commit_bar(self, tick: BarTick) -> None:
+        """The bar's ``session_bars`` row, buffered with its other records: it lands in the
+        bar's unit of work (the day's, for a fast replay), so it commits with them or not at all."""
         direction, pnl, bars = self._seen
-        with self.rt.store.transaction() as con:
-            con.execute(
-                "INSERT INTO session_bars (account, day, bar_ts, run_id, position_direction, position_pnl,"
-                " position_bars) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [self.account, self.day, tick.timestamp.to_pydatetime(), self.rt.run_id, direction, pnl, bars])
+        self.rt.records.record_session_bar(self.day, tick.timestamp.to_pydatetime(), direction, pnl, bars,
+                                           self.rt.run_id)
 
     # ------------------------------------------------------------------ start and restart
 

@@ -1,0 +1,81 @@
+"""A backtest day: the trading session replayed on a ``backtest:<id>`` account.
+
+Split from ``session.day`` (which re-exports these names, the ones callers import): the
+runtime of a backtest account and the day it replays through ``day.run_session``, the
+same loop a paper or live session runs. ``day`` is imported inside the functions, as it
+imports this module.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from tradenova_dagster.market import calendar
+from tradenova_dagster.session.engine import SessionReport, SessionSettings
+from tradenova_dagster.session.runtime import Runtime
+from tradenova_dagster.store import Store
+
+def backtest_account(backtest_id: str) -> str:
+    if not backtest_id or not all(c.isalnum() or c in "-_." for c in backtest_id):
+        raise ValueError(f"backtest_id must be letters, digits, '-', '_' or '.', got {backtest_id!r}")
+    return f"backtest:{backtest_id}"
+
+
+def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: float = 100_000.0,
+                     risk_limits=None, lease=None, fresh: bool = True) -> Runtime:
+    """A runtime for one replayed day of a backtest; ``store`` is the shared database the
+    day's bars and context come from.
+
+    A backtest is one account, ``backtest:<id>``, in its own ledger file (never mixed with
+    paper or live; two backtests run side by side in two processes), across its days as
+    the live account is: the simulated broker's cash and equity, the risk state (peak
+    equity, a drawdown halt) and the records carry from one day to the next, while the
+    daily rules start afresh each day (``risk.start_day``). ``fresh`` starts the backtest
+    over: every record of the account is deleted and the broker starts from
+    ``initial_cash`` — the first day of a run; later days continue (a day replayed again
+    within them replaces its own records). The ladder runs in memory; only the
+    backtest's own kill switch applies, not the global one.
+    """
+    from tradenova_dagster.broker import BrokerExecutor, SimBroker
+    from tradenova_dagster.session.day import session_key
+    from tradenova_dagster.broker.sim import SimConfig
+    from tradenova_dagster.ledger.accounts import clear_account, ledger_store
+    from tradenova_dagster.ledger.records import AccountRecords
+    from tradenova_dagster.risk import AdvancedRiskManager, KillSwitch, ProfitManager
+
+    account = backtest_account(backtest_id)
+    ledger = ledger_store(account)
+    if fresh:
+        clear_account(ledger, account)
+    sim = SimBroker(account, ledger, SimConfig(initial_cash=initial_cash))
+    if fresh:
+        sim.reset(initial_cash)
+    executor = BrokerExecutor(sim, run_id=session_key(account, day), backoff_s=0.0)
+    records = AccountRecords(ledger, account)
+    records.clear_day(day)
+    switch = KillSwitch(store, account=account)  # a backtest's own switch (the global one does not apply)
+    # Risk keeps its state and every refusal in the ledger, as it does live (one way in every mode).
+    risk = (AdvancedRiskManager.from_limits(risk_limits, initial_cash, account=account, store=ledger,
+                                            kill_switch=switch)
+            if risk_limits is not None else AdvancedRiskManager(initial_balance=initial_cash, account=account,
+                                                                   store=ledger, kill_switch=switch))
+    return Runtime(ledger, account, sim, executor, risk, ProfitManager(account=account), records, switch, sim=sim,
+                   shared=store, lease=lease)
+
+
+def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
+                 settings: SessionSettings | None = None, risk_limits=None, fresh: bool = True) -> SessionReport:
+    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``:
+    ``fresh`` starts the backtest over, else the day continues it), holding the backtest
+    account's lease and one ledger connection for the day."""
+    from tradenova_dagster.ledger.accounts import ledger_store
+    from tradenova_dagster.ledger.lease import AccountLease
+    from tradenova_dagster.session.day import run_session
+
+    day = calendar.require_trading_day(day, "date")
+    account = backtest_account(backtest_id)
+    with AccountLease(account, None, "backtest") as lease, ledger_store(account).hold():
+        # Held from the start: building the runtime (clearing the day, loading the broker's
+        # and risk's state) reads and writes the ledger too, on the same connection.
+        runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease, fresh)
+        return run_session(runtime, day, source, signal, mode="replay", settings=settings)
