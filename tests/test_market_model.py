@@ -59,6 +59,22 @@ def _flat_day(day: str, spot_before: float, spot_after: float, jump_bar: int, vi
     return DayData.from_bars("SPY", day, bars, DayContext(vix, 50.0))
 
 
+def test_bars_in_microseconds_as_the_file_source_gives_them_make_the_same_day():
+    """Real SPY bars read from Parquet carry microsecond timestamps; the day's clock (and
+    so every option's time to expiry) must be the same as with nanoseconds. It was not:
+    read as nanoseconds, every bar sat before the open and options never decayed."""
+    day = "2024-03-05"
+    in_nanos = _flat_day(day, 500.0, 500.0, 0, 20.0)
+    starts = pd.DatetimeIndex(calendar.session_bar_starts(day))
+    bars = pd.DataFrame({"timestamp": starts.as_unit("us"), "open": 500.0, "high": 500.0, "low": 500.0,
+                         "close": 500.0, "volume": 1.0})
+    in_micros = DayData.from_bars("SPY", day, bars, DayContext(20.0, 50.0))
+    np.testing.assert_array_equal(in_micros.timestamps, in_nanos.timestamps)
+    assert in_micros.timestamps[0] == starts[0].value and in_micros.timestamps[1] - in_micros.timestamps[0] == 60 * 10**9
+    with pytest.raises(ValueError, match=r"timestamps of SPY on 2024-03-05: \d+ is not UTC epoch nanoseconds"):
+        dataclasses.replace(in_nanos, timestamps=in_nanos.timestamps // 1000)  # as an old dataset file holds them
+
+
 # A surface with one flat vol (VIX / 100) and a quote a micro-dollar wide: the env's marks
 # are then the Black-Scholes premium, and their decay at a frozen spot is pure theta.
 # (No carry: with a positive rate a deep in-the-money put is floored at its discounted

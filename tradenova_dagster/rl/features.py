@@ -149,6 +149,9 @@ def market_features(
     return out.astype(np.float32)
 
 
+_NANOS_2000 = 946_684_800 * 10**9  # 2000-01-01 in UTC epoch nanoseconds: no bar is older
+
+
 @dataclass
 class DayData:
     """One session of bars for one symbol, as numpy arrays, with its market context.
@@ -172,6 +175,13 @@ class DayData:
     # Option-price grids per EnvConfig, filled by the env and shared by every env copy.
     pricing_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # A dataset saved before bars in microseconds were converted holds a clock 1000x
+        # too small, on which no option ever decays: refuse it rather than train on it.
+        if len(self.timestamps) and int(self.timestamps[0]) < _NANOS_2000:
+            raise ValueError(f"timestamps of {self.symbol} on {self.day}: {int(self.timestamps[0])} is not UTC "
+                             "epoch nanoseconds (microseconds?); rebuild the dataset (materialize training_dataset)")
+
     @classmethod
     def from_bars(cls, symbol: str, day, bars: pd.DataFrame, context: DayContext) -> "DayData":
         """Build from a bar frame (``timestamp`` UTC, ``open/high/low/close``) of one session."""
@@ -194,7 +204,7 @@ class DayData:
         return cls(
             symbol=symbol.upper(),
             day=day,
-            timestamps=ts.astype("int64").to_numpy(),
+            timestamps=ts.dt.as_unit("ns").astype("int64").to_numpy(),  # bars from files come in microseconds
             opens=bars["open"].to_numpy(dtype=np.float64),
             highs=bars["high"].to_numpy(dtype=np.float64),
             lows=bars["low"].to_numpy(dtype=np.float64),
