@@ -8,6 +8,16 @@ import os
 import sys
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--source`` and ``--data-dir``, defaulting to the variables the README documents, so
+    every command that reads market data honours them the same way."""
+    parser.add_argument("--source", default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
+                        choices=["synthetic", "file", "alpaca"],
+                        help="market data (default: $TRADENOVA_DATA_SOURCE, else synthetic)")
+    parser.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"),
+                        help="folder of CSV/Parquet bars for --source file (default: $TRADENOVA_DATA_DIR)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo",
@@ -37,11 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backtest.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
     backtest.add_argument("--model", default="", help="model folder (default: the promoted model)")
     backtest.add_argument("--id", default="", help="backtest id (default: cli-<start>-<end>)")
-    backtest.add_argument("--source", default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
-                          choices=["synthetic", "file", "alpaca"],
-                          help="market data (default: $TRADENOVA_DATA_SOURCE, else synthetic)")
-    backtest.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"),
-                          help="folder of bar files for --source file (default: $TRADENOVA_DATA_DIR)")
+    add_source_arguments(backtest)
     backtest.add_argument("--no-progress", action="store_true")
     backtest.set_defaults(func=_backtest)
 
@@ -66,11 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--eval-days", type=int, default=5, help="sessions in each evaluation window")
     sweep.add_argument("--model-paths", nargs="*", default=[], metavar="PATH",
                        help="for the model strategy: the model trained on each fold's window, in fold order")
-    sweep.add_argument("--source", default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
-                       choices=["synthetic", "file", "alpaca"],
-                       help="market data (default: $TRADENOVA_DATA_SOURCE, else synthetic)")
-    sweep.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"),
-                       help="folder of bar files for --source file (default: $TRADENOVA_DATA_DIR)")
+    add_source_arguments(sweep)
     sweep.add_argument("--no-progress", action="store_true")
     sweep.set_defaults(func=_sweep)
 

@@ -12,7 +12,8 @@ functions, so ``tradenova --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import os
+
+from tradenova_dagster.commands import add_source_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,9 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--timesteps", type=int, default=20_000, help="training steps per model")
     evaluate.add_argument("--id", default="", help="evaluation id (default: wf-<start>-<end>-<time>)")
     evaluate.add_argument("--symbol", default="SPY")
-    evaluate.add_argument("--source", choices=("synthetic", "file", "alpaca"),
-                          default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic")
-    evaluate.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"))
+    add_source_arguments(evaluate)
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(func=run_evaluate)
 
@@ -119,11 +118,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-days", type=int, default=60, help="sessions to train on (default 60)")
     parser.add_argument("--eval-days", type=int, default=20, help="held-out sessions after them (default 20)")
     parser.add_argument("--end", help="last evaluation session YYYY-MM-DD (default: the last completed one)")
-    parser.add_argument("--source", choices=("synthetic", "file", "alpaca"),
-                        default=os.environ.get("TRADENOVA_DATA_SOURCE") or "synthetic",
-                        help="market data (default: $TRADENOVA_DATA_SOURCE, else synthetic)")
-    parser.add_argument("--data-dir", default=os.environ.get("TRADENOVA_DATA_DIR"),
-                        help="folder of CSV/Parquet bars for --source file (default: $TRADENOVA_DATA_DIR)")
+    add_source_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--promote", action="store_true", help="promote the model if it passes its evaluation")
 
