@@ -192,7 +192,7 @@ def test_model_evaluation_promotes_a_planted_winner_and_never_a_flat_model(
         # Hindsight wins through the session loop: positive every day, above every baseline.
         rows = {row["agent"]: row for row in ppo["metrics"]["agents"]}
         assert all(pnl > 0 for pnl in ppo["metrics"]["daily_pnl"]["ppo"]), ppo["metrics"]["daily_pnl"]
-        assert rows["ppo"]["ci_low"] > 0 and rows["ppo"]["win_rate"] == 1.0
+        assert rows["ppo"]["ci_low"] > 0 and rows["ppo"]["win_rate"] > 0.5  # winning trades / trades
         assert all(rows["ppo"]["iqm_daily_pnl"] > row["iqm_daily_pnl"] for name, row in rows.items() if name != "ppo")
         assert ppo["promotable"], ppo["reason"]
         assert evaluation["best_model_id"].value == ids["ppo"]
