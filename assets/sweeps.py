@@ -36,6 +36,7 @@ from resources.store import StoreResource
 from tradenova_dagster.research.report import write_sweep_report
 from tradenova_dagster.research.summary import SUMMARY_COLUMNS, sweep_summary as summarise, sweep_verdicts
 from tradenova_dagster.research.sweep import plan_sweep, run_partition, sweep_dir, write_atomic
+from tradenova_dagster.strategies import BASELINES
 
 sweep_partitions = dg.DynamicPartitionsDefinition(name="sweep_runs")
 
@@ -49,7 +50,7 @@ RESULT_COLUMNS = {"day": "string", "pnl": "float", "trades": "int", "wins": "int
 
 class SweepPlanConfig(dg.Config):
     sweep_id: str
-    strategies: list[str] = ["flat", "always-call", "always-put", "random", "momentum", "orb"]
+    strategies: list[str] = list(BASELINES)
     seeds: list[int] = [0, 1, 2]
     start: str  # the range the folds are laid in (trading days; the folds end at ``end``)
     end: str

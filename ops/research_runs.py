@@ -17,6 +17,8 @@ account, as ``tradenova backtest`` does.
 
 import dagster as dg
 
+from tradenova_dagster.strategies import BASELINES
+
 from ops.launch import PROGRESS, QUIET, Launcher, progress_bar
 
 JOB_TAG = "tradenova/job"  # the tag deploy/profile.py's limits read
@@ -49,7 +51,7 @@ class WalkForwardConfig(dg.Config):
     eval_days: int = 10
     seeds: int = 5
     agents: list[str] = ["ppo", "grpo"]
-    baselines: list[str] = ["flat", "always-call", "always-put", "random", "momentum", "orb"]
+    baselines: list[str] = list(BASELINES)
     timesteps: int = 20_000
     symbol: str = "SPY"
     source: str = "synthetic"

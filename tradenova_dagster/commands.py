@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from tradenova_dagster.strategies import BASELINES
+
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """``--source`` and ``--data-dir``, defaulting to the variables the README documents, so
@@ -64,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--start", required=True, help="first day of the range the folds are laid in YYYY-MM-DD")
     sweep.add_argument("--end", required=True, help="last day of the range YYYY-MM-DD")
     sweep.add_argument("--strategies", nargs="+", metavar="NAME",
-                       default=["flat", "always-call", "always-put", "random", "momentum", "orb"],
+                       default=list(BASELINES),
                        help="baselines, and model (needs --model-paths, one per fold)")
     sweep.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     sweep.add_argument("--folds", type=int, default=4)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from tradenova_dagster.commands import add_source_arguments
+from tradenova_dagster.strategies import BASELINES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--seeds", type=int, default=5)
     evaluate.add_argument("--agents", nargs="+", default=["ppo", "grpo"], choices=("ppo", "grpo"))
     evaluate.add_argument("--baselines", nargs="+",
-                          default=["flat", "always-call", "always-put", "random", "momentum", "orb"])
+                          default=list(BASELINES))
     evaluate.add_argument("--timesteps", type=int, default=20_000, help="training steps per model")
     evaluate.add_argument("--id", default="", help="evaluation id (default: wf-<start>-<end>-<time>)")
     evaluate.add_argument("--symbol", default="SPY")
