@@ -22,7 +22,7 @@ from assets.market import market_bars, table_metadata
 from assets.partitions import partition_day, trading_day_partitions
 from resources.market_data import MarketDataResource
 from resources.store import StoreResource
-from tradenova_dagster.session.day import backtest_account, backtest_day as replay_backtest_day
+from tradenova_dagster.session.day import backtest_account, backtest_days
 from tradenova_dagster.session.engine import SessionSettings
 
 
@@ -66,10 +66,9 @@ def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, stor
     signal = build_strategy(config.strategy, seed=config.seed, model_path=config.model_path, store=db)
     source = market_data.get_source()
     rows = []
-    for i, key in enumerate(context.partition_keys):  # in order: the account carries from day to day
-        day = partition_day(key)
-        report = replay_backtest_day(db, source, day, signal, backtest_id, initial_cash=config.initial_cash,
-                                     settings=SessionSettings(contracts=config.contracts), fresh=i == 0)
+    days = backtest_days(db, source, [partition_day(key) for key in context.partition_keys], signal, backtest_id,
+                         initial_cash=config.initial_cash, settings=SessionSettings(contracts=config.contracts))
+    for key, (_, report) in zip(context.partition_keys, days):  # in order: the account carries from day to day
         context.log.info(f"{DAY_DONE} {key} {report.summary()}")
         rows.append({"day": key, "trades": report.trades, "entries": report.entries, "refused": report.refusals,
                      "pnl": round((report.end_equity or 0) - (report.start_equity or 0), 2),

@@ -8,7 +8,7 @@
    per committed bar (everything the bar does, its commit included; goal <= 20 ms) and
    DuckDB connections opened per bar (goal: 0 after start; today 1, see the printout).
 3. Every day of the real SPY 1-minute year in ../shared/data (251 sessions) through the
-   ``backtest_day`` path, the same code a Dagster backfill runs (target: 251 days in
+   ``backtest_days`` path, the same code a Dagster backfill runs (target: 251 days in
    <= 60 s), with the time per day of the first days against the last days (the cost of a
    day must stay flat as the ledger fills).
 4. The peer: backtrader (``backtrader`` 1.9, the dev extra) runs the same real bars, read
@@ -46,7 +46,7 @@ def main() -> None:
     from tradenova_dagster.market.data import get_source
     from tradenova_dagster.ledger.accounts import shared_store
     from tradenova_dagster.rl import SignalModel
-    from tradenova_dagster.session.day import backtest_day
+    from tradenova_dagster.session.day import backtest_day, backtest_days
 
     store = shared_store()
     signal = SignalModel.load(crafted_model(store, bias=0.8, promote=False).path)
@@ -72,11 +72,11 @@ def main() -> None:
     days = calendar.trading_days("2022-09-30", "2023-09-29")
     days = days[: args.days] if args.days else days
     per_day, trades, bars = [], 0, 0
-    for i, day in enumerate(days):  # one account across the year, as a backtest run is
-        start = time.perf_counter()
-        report = backtest_day(store, files, day, signal, "real-year", fresh=i == 0)
+    start = time.perf_counter()
+    for _, report in backtest_days(store, files, days, signal, "real-year"):  # one account, one run
         per_day.append(time.perf_counter() - start)
         trades, bars = trades + report.trades, bars + report.bars
+        start = time.perf_counter()
     elapsed = sum(per_day)
     print(f"real SPY backtest: {len(days)} days, {bars} bars, {trades} trades in {elapsed:.1f} s "
           f"({elapsed / len(days):.3f} s/day; target: 251 days in <= 60 s)")

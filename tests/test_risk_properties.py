@@ -116,3 +116,38 @@ def test_market_lockouts_refuse_exactly_above_their_limits(vix, iv, spread):
     allowed, reason, _ = rm.check_trade_allowed("SPY", 1, 100.0, "buy", iv_rank=iv, vix=vix, spread_pct=spread)
     expected = iv <= 95 + 1e-9 and vix <= 32 + 1e-9 and spread <= 0.05 + 1e-9
     assert allowed == expected, reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kill=st.booleans(),
+    halt=st.booleans(),
+    iv=st.floats(min_value=0, max_value=100),
+    vix=st.floats(min_value=0, max_value=60),
+    spread=st.floats(min_value=0, max_value=0.2),
+    price=st.floats(min_value=0.01, max_value=200.0),
+    others=st.integers(min_value=0, max_value=4),
+)
+def test_the_entry_gate_refuses_exactly_what_the_full_check_refuses_without_a_price(kill, halt, iv, vix, spread,
+                                                                                     price, others):
+    """The session asks ``entry_gate`` before it prices a contract: whenever the gate
+    refuses, the full check refuses for the same reason, and whenever the full check
+    refuses for a rule that needs no price, the gate refuses too — so skipping the price
+    never lets through an entry the full check would refuse, nor refuses one it allows."""
+    gate_rm, full_rm = (AdvancedRiskManager(initial_balance=100_000, max_open_positions=3, kill_switch=KillSwitch())
+                        for _ in range(2))
+    for rm in (gate_rm, full_rm):
+        if kill:
+            rm.kill_switch.turn_on("property test")
+        if halt:
+            rm.halt("property test")
+        rm.set_positions({f"SPY2601{16 + i}C00600000": 1 for i in range(others)})
+    gate = gate_rm.entry_gate(CALL, 1, iv_rank=iv, vix=vix)
+    full = full_rm.check_trade_allowed(CALL, 1, price, "buy", iv_rank=iv, vix=vix, spread_pct=spread)
+    priced_rules = {"spread", "max_position_size"}
+    refused_by = [e.rule for e in full_rm.events if e.kind == "refusal"]
+    if not gate[0]:
+        assert not full[0] and full[1] == gate[1]
+    elif not full[0]:
+        assert refused_by and refused_by[0] in priced_rules, full[1]
+    assert [e.rule for e in gate_rm.events if e.kind == "refusal"] == ([] if gate[0] else refused_by)

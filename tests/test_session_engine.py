@@ -240,6 +240,27 @@ def test_risk_refusals_of_a_backtest_reach_risk_events_once_per_refusal(store):
     assert ledger.query("SELECT count(*) FROM risk_events WHERE account = 'backtest:vix'") == [(first.refusals,)]
 
 
+def test_a_bar_whose_entry_a_lockout_refuses_prices_no_contract(store):
+    """A halt or a lockout refuses the entry whatever the price: the bar asks the broker
+    for no quote, and the refusal still names the rule and the contract it would have bought."""
+    from tradenova_dagster.risk.manager import RiskLimits
+
+    runtime = _runtime(store, "locked")
+    runtime.risk.limits = RiskLimits(max_vix=1.0)
+    asked = []
+    quote = runtime.broker.get_quote
+    runtime.broker.get_quote = lambda symbol: asked.append(symbol) or quote(symbol)
+    report = _run(runtime, lambda i: Decision.BUY_CALL)
+    assert report.entries == 0 and report.refusals > 300  # every bar but the flatten bar
+    assert asked == []
+    decisions = runtime.store.query("SELECT DISTINCT allowed, symbol IS NOT NULL, reason LIKE 'VIX % > 1.00: no new entries' "
+                                    "FROM agent_decisions WHERE account = ?", [runtime.account])
+    assert decisions == [(False, True, True)]
+    events = runtime.store.query("SELECT rule, count(*), count(*) FILTER (WHERE values_json LIKE '%price%') "
+                                 "FROM risk_events WHERE account = ? GROUP BY rule", [runtime.account])
+    assert events == [("vix", report.refusals, 0)]
+
+
 def test_fills_and_trades_carry_the_brokers_fill_time(store):
     runtime = _runtime(store)
     _run(runtime, lambda i: Decision.BUY_CALL if i < 30 else Decision.FLAT)

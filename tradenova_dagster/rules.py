@@ -10,6 +10,7 @@ time with the timetable (``session.timetable.FLATTEN_BEFORE_CLOSE``).
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 
 import numpy as np
 
@@ -61,8 +62,10 @@ def intrinsic(spot, strike, is_call):
     return np.where(is_call, np.maximum(spot - strike, 0.0), np.maximum(strike - spot, 0.0))
 
 
+@lru_cache(maxsize=4096)
 def expiry_for(day: date, expiry_sessions: int = EXPIRY_SESSIONS) -> date:
-    """The expiry of the contract bought on ``day``: ``expiry_sessions`` sessions later."""
+    """The expiry of the contract bought on ``day``: ``expiry_sessions`` sessions later
+    (cached: a replayed day asks on every bar that wants an entry, and the calendar is fixed)."""
     from tradenova_dagster.market import calendar
 
     expiry = day

@@ -171,13 +171,12 @@ def replay_run(store, source, signal, backtest_id: str, days, *, initial_cash: f
     the first day) and return the per-day result rows (``RESULT_COLUMNS`` but the run's
     identity: sweep id, strategy, seed, fold)."""
     from tradenova_dagster.ledger.accounts import ledger_store
-    from tradenova_dagster.session.day import backtest_account, backtest_day
+    from tradenova_dagster.session.day import backtest_account, backtest_days
     from tradenova_dagster.session.engine import SessionSettings
 
     rows = []
-    for i, day in enumerate(days):
-        report = backtest_day(store, source, day, signal, backtest_id, initial_cash=initial_cash,
-                              settings=SessionSettings(contracts=contracts), fresh=i == 0)
+    for day, report in backtest_days(store, source, days, signal, backtest_id, initial_cash=initial_cash,
+                                     settings=SessionSettings(contracts=contracts)):
         rows.append({"day": day, "start_equity": report.start_equity, "end_equity": report.end_equity,
                      "pnl": (report.end_equity or 0.0) - (report.start_equity or 0.0), "trades": report.trades,
                      "entries": report.entries, "refused": report.refusals})

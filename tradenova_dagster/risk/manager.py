@@ -337,17 +337,60 @@ class AdvancedRiskManager:
             raise ValueError(f"is_exit must be True, False or None, got {is_exit!r}")
         exiting = self.is_exit_order(symbol, side) if is_exit is None else is_exit
         order = {"symbol": symbol, "qty": qty, "price": price, "side": side.value}
+        if exiting:
+            try:
+                self._refresh()
+                self.kill_switch.state()
+            except Exception as exc:  # noqa: BLE001 - exits never wait on what cannot be read
+                return True, f"exit of {symbol}: always allowed (risk state unreadable: {exc!r})", RiskLevel.HALTED
+            return True, f"exit of {symbol}: always allowed (lockouts block entries only)", self._level()
+        refused = self._price_free_rules(symbol, order, iv_rank, vix)
+        if refused is not None:
+            return refused
+        s, lim = self.state, self.limits
+        if spread_pct is not None and spread_pct > lim.max_spread_pct + EPS:
+            a, b = _pair(spread_pct, lim.max_spread_pct, 100, "%")
+            return self._refuse("spread", symbol, f"spread {a} of mid > {b}: no entry in {symbol}",
+                                {**order, "spread_pct": spread_pct, "limit": lim.max_spread_pct})
+        held = self._held().get(symbol, 0.0)
+        multiplier = OPTION_MULTIPLIER if asset_class_of(symbol) is AssetClass.OPTION else 1
+        size = (abs(held) + qty) * price * multiplier
+        cap = lim.max_position_pct * s.equity
+        if size > cap * (1 + EPS):
+            return self._refuse(
+                "max_position_size", symbol,
+                f"position in {symbol} would be {size:,.2f}, above {_pct(lim.max_position_pct)} of equity "
+                f"({cap:,.2f}): no entry",
+                {**order, "position_value": size, "equity": s.equity, "limit_pct": lim.max_position_pct},
+            )
+        return True, f"entry in {symbol} allowed", self._level()
+
+    def entry_gate(self, symbol: str, qty: float, iv_rank: float | None = None,
+                   vix: float | None = None) -> tuple[bool, str, RiskLevel]:
+        """The entry rules that need no price, ``(allowed, reason, risk_level)``: the risk
+        state and kill switch readable, the switch off, no halt, IV rank and VIX within
+        their limits, room for another position. A session asks this before it prices a
+        contract, so a bar whose entry is refused anyway prices nothing (in a replayed day
+        nearly every refusal is one of these: a halt or a lockout lasts for hours). A
+        refusal is recorded as ``check_trade_allowed`` records it, without a price;
+        ``check_trade_allowed`` applies these same rules again, then the priced ones."""
+        symbol = require_symbol("symbol", symbol)
+        qty = require_quantity("qty", qty)
+        iv_rank = _optional("iv_rank", iv_rank, 0.0, 100.0)
+        vix = _optional("vix", vix, 0.0, None)
+        refused = self._price_free_rules(symbol, {"symbol": symbol, "qty": qty, "side": Side.BUY.value}, iv_rank, vix)
+        return refused or (True, f"entry in {symbol} may be priced", self._level())
+
+    def _price_free_rules(self, symbol: str, order: dict, iv_rank: float | None,
+                          vix: float | None) -> tuple[bool, str, RiskLevel] | None:
+        """The refusal of an entry by a rule that needs no price, or None when none refuses."""
         try:
             self._refresh()
             ks = self.kill_switch.state()
         except Exception as exc:  # noqa: BLE001 - fail closed: what cannot be read cannot allow an entry
-            if exiting:
-                return True, f"exit of {symbol}: always allowed (risk state unreadable: {exc!r})", RiskLevel.HALTED
             return self._refuse("unreadable", symbol, f"risk state or kill switch of {self.account} could not be "
                                 f"read ({exc!r}): no new entries (fail closed)", {**order, "error": repr(exc)},
                                 level=RiskLevel.HALTED)
-        if exiting:
-            return True, f"exit of {symbol}: always allowed (lockouts block entries only)", self._level()
         if ks.on:
             return self._refuse(
                 "kill_switch", symbol,
@@ -367,12 +410,7 @@ class AdvancedRiskManager:
             a, b = _pair(vix, lim.max_vix)
             return self._refuse("vix", symbol, f"VIX {a} > {b}: no new entries",
                                 {**order, "vix": vix, "limit": lim.max_vix})
-        if spread_pct is not None and spread_pct > lim.max_spread_pct + EPS:
-            a, b = _pair(spread_pct, lim.max_spread_pct, 100, "%")
-            return self._refuse("spread", symbol, f"spread {a} of mid > {b}: no entry in {symbol}",
-                                {**order, "spread_pct": spread_pct, "limit": lim.max_spread_pct})
-        held = self._held().get(symbol, 0.0)
-        if held == 0:
+        if self._held().get(symbol, 0.0) == 0:
             open_now = sum(1 for q in self._held().values() if q != 0)
             if open_now >= lim.max_open_positions:
                 return self._refuse(
@@ -380,17 +418,7 @@ class AdvancedRiskManager:
                     f"{open_now} positions open, the limit is {lim.max_open_positions}: no new position in {symbol}",
                     {**order, "open_positions": open_now, "limit": lim.max_open_positions},
                 )
-        multiplier = OPTION_MULTIPLIER if asset_class_of(symbol) is AssetClass.OPTION else 1
-        size = (abs(held) + qty) * price * multiplier
-        cap = lim.max_position_pct * s.equity
-        if size > cap * (1 + EPS):
-            return self._refuse(
-                "max_position_size", symbol,
-                f"position in {symbol} would be {size:,.2f}, above {_pct(lim.max_position_pct)} of equity "
-                f"({cap:,.2f}): no entry",
-                {**order, "position_value": size, "equity": s.equity, "limit_pct": lim.max_position_pct},
-            )
-        return True, f"entry in {symbol} allowed", self._level()
+        return None
 
     # ------------------------------------------------------------------ updates
 

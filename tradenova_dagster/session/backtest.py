@@ -8,12 +8,14 @@ imports this module.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 from tradenova_dagster.market import calendar
 from tradenova_dagster.session.engine import SessionReport, SessionSettings
 from tradenova_dagster.session.runtime import Runtime
 from tradenova_dagster.store import Store
+
 
 def backtest_account(backtest_id: str) -> str:
     if not backtest_id or not all(c.isalnum() or c in "-_." for c in backtest_id):
@@ -63,19 +65,36 @@ def backtest_runtime(store: Store, backtest_id: str, day: date, initial_cash: fl
                    shared=store, lease=lease)
 
 
-def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
-                 settings: SessionSettings | None = None, risk_limits=None, fresh: bool = True) -> SessionReport:
-    """Replay ``day`` through the full session loop for a backtest (see ``backtest_runtime``:
-    ``fresh`` starts the backtest over, else the day continues it), holding the backtest
-    account's lease and one ledger connection for the day."""
+def backtest_days(store: Store, source, days, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
+                  settings: SessionSettings | None = None, risk_limits=None,
+                  fresh: bool = True) -> Iterator[tuple[date, SessionReport]]:
+    """Replay ``days`` in order through the full session loop as one backtest (see
+    ``backtest_runtime``: ``fresh`` starts the backtest over on the first day, else the
+    first day continues it), yielding each day and its report as it is done.
+
+    The backtest account's lease and one ledger connection are held for the whole run,
+    not taken again each day: opening and closing a DuckDB file costs tens of
+    milliseconds (the close writes the day back to the file), as much as replaying a quiet
+    day, and nothing else may write a backtest's ledger while it runs anyway. Consume the
+    whole iterator (or close it): the lease is released when it ends.
+    """
     from tradenova_dagster.ledger.accounts import ledger_store
     from tradenova_dagster.ledger.lease import AccountLease
     from tradenova_dagster.session.day import run_session
 
-    day = calendar.require_trading_day(day, "date")
+    days = [calendar.require_trading_day(day, "date") for day in days]
     account = backtest_account(backtest_id)
     with AccountLease(account, None, "backtest") as lease, ledger_store(account).hold():
         # Held from the start: building the runtime (clearing the day, loading the broker's
         # and risk's state) reads and writes the ledger too, on the same connection.
-        runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease, fresh)
-        return run_session(runtime, day, source, signal, mode="replay", settings=settings)
+        for i, day in enumerate(days):
+            runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease, fresh and i == 0)
+            yield day, run_session(runtime, day, source, signal, mode="replay", settings=settings)
+
+
+def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,
+                 settings: SessionSettings | None = None, risk_limits=None, fresh: bool = True) -> SessionReport:
+    """Replay one ``day`` of a backtest (``backtest_days`` with a single day)."""
+    ((_, report),) = backtest_days(store, source, [day], signal, backtest_id, initial_cash=initial_cash,
+                                   settings=settings, risk_limits=risk_limits, fresh=fresh)
+    return report

@@ -28,7 +28,7 @@ from tradenova_dagster.session.engine import SessionReport, SessionSettings, Tra
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
 from tradenova_dagster.session.runtime import Runtime
 
-__all__ = ["Runtime", "backtest_account", "backtest_day", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "set_clock", "warmup"]
+__all__ = ["Runtime", "backtest_account", "backtest_day", "backtest_days", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "set_clock", "warmup"]
 
 
 def session_key(account: str, day: date) -> str:
@@ -373,4 +373,4 @@ def monitor(runtime: Runtime) -> MonitorReport:
 # --------------------------------------------------------------------------- backtests
 
 # A backtest day is this module's session on a backtest account: ``session.backtest``.
-from tradenova_dagster.session.backtest import backtest_account, backtest_day, backtest_runtime  # noqa: E402
+from tradenova_dagster.session.backtest import backtest_account, backtest_day, backtest_days, backtest_runtime  # noqa: E402

@@ -356,19 +356,24 @@ class TradingSession(OrderFlow):
         return 1 if OptionContract.parse(symbol).option_type is OptionType.CALL else -1
 
     def _enter(self, tick: BarTick, signal, direction: int) -> None:
+        """Enter ``direction`` if risk allows: the rules that need no price first, so a bar
+        refused by a halt or a lockout prices nothing; then the quote and the full check."""
         s = self.settings
         contract = rules.select_contract(s.symbol, self.day, tick.close, direction, s.expiry_days, s.strike_step)
-        try:
-            quote = self.rt.broker.get_quote(contract.symbol)
-            if not quote.ask > 0:
-                raise ValueError(f"no ask for {contract.symbol} (bid {quote.bid}, ask {quote.ask})")
-        except Exception as exc:  # noqa: BLE001 - fail closed: no price, no entry
-            self._no_entry(tick, f"quote unavailable for {contract.symbol}: {exc!r}", signal, contract.symbol)
-            return
-        allowed, reason, level = self.rt.risk.check_trade_allowed(
-            contract.symbol, s.contracts, quote.ask, Side.BUY, iv_rank=self.context.iv_rank, vix=self.context.vix,
-            spread_pct=quote.spread_pct, is_exit=False,
-        )
+        allowed, reason, level = self.rt.risk.entry_gate(contract.symbol, s.contracts, iv_rank=self.context.iv_rank,
+                                                         vix=self.context.vix)
+        if allowed:
+            try:
+                quote = self.rt.broker.get_quote(contract.symbol)
+                if not quote.ask > 0:
+                    raise ValueError(f"no ask for {contract.symbol} (bid {quote.bid}, ask {quote.ask})")
+            except Exception as exc:  # noqa: BLE001 - fail closed: no price, no entry
+                self._no_entry(tick, f"quote unavailable for {contract.symbol}: {exc!r}", signal, contract.symbol)
+                return
+            allowed, reason, level = self.rt.risk.check_trade_allowed(
+                contract.symbol, s.contracts, quote.ask, Side.BUY, iv_rank=self.context.iv_rank, vix=self.context.vix,
+                spread_pct=quote.spread_pct, is_exit=False,
+            )
         if allowed:
             result = self.rt.executor.execute_order(contract.symbol, s.contracts, Side.BUY, quote=quote,
                                                     intent="entry", bar_time=tick.timestamp.to_pydatetime())
