@@ -11,7 +11,9 @@
    ``backtest_days`` path, the same code a Dagster backfill runs (target: 251 days in
    <= 60 s), with the time per day of the first days against the last days (the cost of a
    day must stay flat as the ledger fills).
-4. The peer: backtrader (``backtrader`` 1.9, the dev extra) runs the same real bars, read
+4. The same days through the Dagster path: ``tradenova backtest`` in a new process (a
+   Dagster run of ``backtest_job``), end to end (target: 251 days in <= 60 s).
+5. The peer: backtrader (``backtrader`` 1.9, the dev extra) runs the same real bars, read
    through the same ``file`` source, in the same process, with a simple strategy that
    decides on every bar (long above its 20-bar average, flat below) — printed as bars/s of
    the session loop, bars/s of backtrader and their ratio (target: the session loop at
@@ -49,7 +51,8 @@ def main() -> None:
     from tradenova_dagster.session.day import backtest_day, backtest_days
 
     store = shared_store()
-    signal = SignalModel.load(crafted_model(store, bias=0.8, promote=False).path)
+    model_path = crafted_model(store, bias=0.8, promote=False).path
+    signal = SignalModel.load(model_path)
     synthetic = get_source("synthetic")
     synthetic.bars("SPY", "2026-11-19")  # warm the generator's caches
     backtest_day(store, synthetic, "2026-11-19", signal, "warmup")
@@ -89,6 +92,27 @@ def main() -> None:
     peer_rate = peer_bars / peer_s
     print(f"bars/s on the same real bars: session loop {loop_rate:,.0f}, backtrader {peer_rate:,.0f} "
           f"({peer_bars} bars in {peer_s:.1f} s); session/backtrader {loop_rate / peer_rate:.2f}x (target >= 1.0x)")
+    dagster_path(days, model_path)
+
+
+def dagster_path(days, model_path) -> None:
+    """The same days as a user runs them: ``tradenova backtest`` (a Dagster run of
+    ``backtest_job`` on a fresh instance, in a new process), timed from the command's start
+    to its end, process start, imports and run launch included."""
+    import subprocess
+
+    home = tempfile.mkdtemp(prefix="tn-bench-cli-")
+    env = {**os.environ, "TRADENOVA_HOME": home, "DAGSTER_HOME": os.path.join(home, "dagster")}
+    command = [sys.executable, "-m", "tradenova_dagster.cli", "backtest", "--source", "file", "--data-dir", str(DATA),
+               "--start", str(days[0]), "--end", str(days[-1]), "--model", str(model_path), "--no-progress"]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        print(f"tradenova backtest failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        return
+    print(f"the same {len(days)} days through the Dagster path (`tradenova backtest`, a new process and a fresh "
+          f"instance): {elapsed:.1f} s (target for 251 days: <= 60 s)")
 
 
 def backtrader_peer(source, days) -> tuple[int, float]:

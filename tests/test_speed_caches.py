@@ -81,3 +81,37 @@ def test_symbol_and_contract_checks_stay_per_call():
         require_symbol("underlying", "SP$Y")
     with pytest.raises(ValueError, match="^symbol: 'SP\\$Y' is not a valid symbol"):  # the field named is this one's
         require_symbol("symbol", "SP$Y")
+
+
+def test_expiry_follows_the_day_and_the_number_of_sessions():
+    from tradenova_dagster.rules import expiry_for
+
+    for day, sessions in [("2023-11-22", 1), ("2023-11-22", 3), ("2023-11-24", 3), ("2023-07-03", 2)]:
+        start = pd.Timestamp(day)
+        expected = XNYS.sessions_window(start, sessions + 1)[-1].date()
+        assert expiry_for(start.date(), sessions) == expected, (day, sessions)
+
+
+def test_a_backtest_opens_its_ledger_once_and_reads_the_shared_database_once_per_read_ahead(store, monkeypatch):
+    """A backtest run holds its ledger for all its days and reads the days' bars and
+    context ``READ_AHEAD`` days to a connection: 3 days with a read-ahead of 2 open the
+    ledger once and the shared database twice — and trade exactly as day-by-day replays do."""
+    from tradenova_dagster.ledger.accounts import ledger_store
+    from tradenova_dagster.market.data import get_source
+    from tradenova_dagster.session import backtest
+    from tradenova_dagster.strategies import build_strategy
+
+    source = get_source("synthetic")
+    days = calendar.trading_days("2026-11-17", "2026-11-19")
+    for day in days:  # bars and context stored: what is counted is the replay's reading
+        backtest.backtest_day(store, source, day, build_strategy("always-call", store=store), "warm")
+    one_by_one = [backtest.backtest_day(store, source, day, build_strategy("always-call", store=store), "single",
+                                        fresh=i == 0) for i, day in enumerate(days)]
+    monkeypatch.setattr(backtest, "READ_AHEAD", 2)
+    ledger = ledger_store("backtest:run")
+    shared_before, ledger_before = store.connects, ledger.connects
+    reports = [report for _, report in backtest.backtest_days(store, source, days,
+                                                             build_strategy("always-call", store=store), "run")]
+    assert (store.connects - shared_before, ledger.connects - ledger_before) == (2, 1)
+    assert [(r.trades, r.end_equity) for r in reports] == [(r.trades, r.end_equity) for r in one_by_one]
+    assert sum(r.trades for r in reports) > 0

@@ -17,6 +17,9 @@ from tradenova_dagster.session.runtime import Runtime
 from tradenova_dagster.store import Store
 
 
+READ_AHEAD = 25  # days whose bars and context a backtest reads on one connection to the shared database
+
+
 def backtest_account(backtest_id: str) -> str:
     if not backtest_id or not all(c.isalnum() or c in "-_." for c in backtest_id):
         raise ValueError(f"backtest_id must be letters, digits, '-', '_' or '.', got {backtest_id!r}")
@@ -75,21 +78,29 @@ def backtest_days(store: Store, source, days, signal, backtest_id: str, *, initi
     The backtest account's lease and one ledger connection are held for the whole run,
     not taken again each day: opening and closing a DuckDB file costs tens of
     milliseconds (the close writes the day back to the file), as much as replaying a quiet
-    day, and nothing else may write a backtest's ledger while it runs anyway. Consume the
-    whole iterator (or close it): the lease is released when it ends.
+    day, and nothing else may write a backtest's ledger while it runs anyway. The shared
+    database (bars, market context) is another process's too, so it is not held for the
+    run: the days' inputs are read ``READ_AHEAD`` days at a time, one connection each.
+    Consume the whole iterator (or close it): the lease is released when it ends.
     """
     from tradenova_dagster.ledger.accounts import ledger_store
     from tradenova_dagster.ledger.lease import AccountLease
-    from tradenova_dagster.session.day import run_session
+    from tradenova_dagster.session.day import replay_inputs, run_session
 
     days = [calendar.require_trading_day(day, "date") for day in days]
+    symbol = (settings or SessionSettings()).symbol
     account = backtest_account(backtest_id)
     with AccountLease(account, None, "backtest") as lease, ledger_store(account).hold():
         # Held from the start: building the runtime (clearing the day, loading the broker's
         # and risk's state) reads and writes the ledger too, on the same connection.
-        for i, day in enumerate(days):
-            runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease, fresh and i == 0)
-            yield day, run_session(runtime, day, source, signal, mode="replay", settings=settings)
+        for start in range(0, len(days), READ_AHEAD):
+            chunk = days[start:start + READ_AHEAD]
+            with store.hold():
+                inputs = [replay_inputs(store, source, day, symbol) for day in chunk]
+            for i, (day, day_inputs) in enumerate(zip(chunk, inputs), start):
+                runtime = backtest_runtime(store, backtest_id, day, initial_cash, risk_limits, lease, fresh and i == 0)
+                yield day, run_session(runtime, day, source, signal, mode="replay", settings=settings,
+                                       inputs=day_inputs)
 
 
 def backtest_day(store: Store, source, day, signal, backtest_id: str, *, initial_cash: float = 100_000.0,

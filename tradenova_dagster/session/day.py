@@ -28,7 +28,7 @@ from tradenova_dagster.session.engine import SessionReport, SessionSettings, Tra
 from tradenova_dagster.session.feed import PollingFeed, ReplayFeed
 from tradenova_dagster.session.runtime import Runtime
 
-__all__ = ["Runtime", "backtest_account", "backtest_day", "backtest_days", "backtest_runtime", "flatten", "monitor", "run_session", "session_key", "set_clock", "warmup"]
+__all__ = ["Runtime", "backtest_account", "backtest_day", "backtest_days", "backtest_runtime", "flatten", "monitor", "replay_inputs", "run_session", "session_key", "set_clock", "warmup"]
 
 
 def session_key(account: str, day: date) -> str:
@@ -109,11 +109,22 @@ def refuse_bad_data(store: Store, symbol: str, day: date, source: str) -> None:
                          "fix the data and re-materialise the partition before trading it")
 
 
+def replay_inputs(market: Store, source, day: date, symbol: str = "SPY") -> tuple[MarketContext, pd.DataFrame]:
+    """What a replay of ``day`` reads from the shared database: the day's quality verdict
+    (a day that failed its checks is refused), its market context and its bars (each
+    fetched from ``source`` and stored the first time). Call inside ``market.hold()`` to
+    read several days on one connection."""
+    refuse_bad_data(market, symbol, day, source.name)
+    return trading_context(market, source, day, symbol), bars_for_day(market, source, symbol, day)
+
+
 def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
-                settings: SessionSettings | None = None, pace_s: float = 0.0, clock=None) -> SessionReport:
+                settings: SessionSettings | None = None, pace_s: float = 0.0, clock=None,
+                inputs: tuple[MarketContext, pd.DataFrame] | None = None) -> SessionReport:
     """Trade one day. ``mode``: ``replay`` (the day's stored or source bars on a simulated
     clock; ``pace_s`` seconds of real time per bar, 0 for as fast as possible) or ``live``
-    (the wall clock, polling ``source`` for each new bar).
+    (the wall clock, polling ``source`` for each new bar). ``inputs``: the replay's
+    ``replay_inputs``, when the caller read them already (a backtest reads many days at once).
 
     Exactly once per bar: a replay resumes after the last bar this account committed on
     ``day``; a live session acts only on bars that complete after it started — the day's
@@ -129,10 +140,10 @@ def run_session(runtime: Runtime, day, source, signal, *, mode: str = "replay",
     resumed = last_committed_bar(runtime.store, runtime.account, day)
     history, blocked = None, ""
     if mode == "replay":
-        with runtime.market.hold():  # the day's checks, context and bars on one connection
-            refuse_bad_data(runtime.market, settings.symbol, day, source.name)
-            ctx = trading_context(runtime.market, source, day, settings.symbol)
-            bars = bars_for_day(runtime.market, source, settings.symbol, day)
+        if inputs is None:
+            with runtime.market.hold():  # the day's checks, context and bars on one connection
+                inputs = replay_inputs(runtime.market, source, day, settings.symbol)
+        ctx, bars = inputs
         if resumed is not None:  # a restart: the bars already acted on only rebuild the signal
             history, bars = bars[bars["timestamp"] <= resumed], bars[bars["timestamp"] > resumed]
             open_ = resumed
