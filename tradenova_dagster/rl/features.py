@@ -4,7 +4,9 @@
 Every feature at bar ``t`` is a function of bars ``0..t`` of the session only (no
 look-ahead, DESIGN.md §5): :func:`market_features` computed on the first ``t + 1`` bars
 gives exactly row ``t`` of the same function computed on the whole day (a test checks
-this bit for bit), which is what the incremental :class:`FeatureBuilder` relies on.
+this bit for bit). The incremental :class:`FeatureBuilder` (the live session, one bar at a
+time) does the same float64 operations in the same order on scalars, so its row is that
+row bit for bit too (tests/test_rl_env.py and tests/test_signal_speed.py check it).
 
 Features (all float32, clipped to ``±OBS_CLIP``):
 
@@ -25,8 +27,9 @@ Features (all float32, clipped to ``±OBS_CLIP``):
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -134,10 +137,14 @@ def market_features(
     windows = np.lib.stride_tricks.sliding_window_view(padded, RETURN_WINDOW)  # row t: z[t-W+1..t]
     out[:, :RETURN_WINDOW] = windows[:, ::-1]
 
+    # The window sums are added oldest first, one term at a time: a fixed order that
+    # FeatureBuilder repeats on scalars (numpy's pairwise ``sum`` has its own order).
     squares = np.concatenate([np.zeros(RV_WINDOW - 1), z * z])
-    rv_windows = np.lib.stride_tricks.sliding_window_view(squares, RV_WINDOW)
+    window_sums = np.zeros(n)
+    for k in range(RV_WINDOW):
+        window_sums += squares[k : k + n]  # row t: z[t-W+1+k]², zero before the first bar
     counts = np.minimum(np.arange(1, n + 1), RV_WINDOW)
-    out[:, RETURN_WINDOW] = np.sqrt(rv_windows.sum(axis=1) / counts)
+    out[:, RETURN_WINDOW] = np.sqrt(window_sums / counts)
 
     elapsed = minutes + 1.0  # bar t is known at its close, one minute after its start
     out[:, RETURN_WINDOW + 1] = (log_closes - math.log(first_open)) / (sigma * np.sqrt(elapsed))
@@ -227,20 +234,18 @@ class DayData:
         return self._features
 
 
-# The bars the last row of ``market_features`` depends on, plus the one before them.
-_TAIL = max(RETURN_WINDOW, RV_WINDOW) + 1
-
-
 class FeatureBuilder:
     """Builds one observation per bar as bars arrive, for the live/replay session.
 
-    It computes :func:`market_features` — the very function the env uses, so the two
-    cannot disagree — and keeps the last row. A row reads only the last ``RV_WINDOW``
-    returns, so once the day is longer than ``_TAIL`` bars it runs on the last ``_TAIL``
-    bars only (their first return, taken from the open, is not among those the last row
-    reads): the same arithmetic on the same numbers, the same bits, at a cost per bar that
-    does not grow through the day (recomputing from the open was O(n²) per day).
-    ``tests/test_rl_env.py`` checks every row against the env's whole-day features.
+    Row ``t`` equals row ``t`` of :func:`market_features` on the whole day, bit for bit:
+    the same float64 operations in the same order, on scalars kept from bar to bar (the
+    last ``RETURN_WINDOW`` returns, the last ``RV_WINDOW`` squares, the previous log
+    close), so a bar costs a few microseconds whatever the hour (recomputing the feature
+    function on the recent bars each bar cost ~80 µs). Two details keep the bits equal:
+    the log of a close is numpy's (``np.log``, as the whole-day function takes it; libm's
+    ``math.log`` differs in the last bit now and then) and the volatility window is summed
+    oldest first, as ``market_features`` sums it. ``tests/test_rl_env.py`` checks every
+    row of a day against the env's features, ``tests/test_signal_speed.py`` random days.
     """
 
     def __init__(self, day, context: DayContext):
@@ -248,31 +253,76 @@ class FeatureBuilder:
         self.context = context
         self.session_minutes = calendar.session_minutes(self.day)
         self._open_utc = calendar.session_open_close(self.day)[0]
-        self._first_open: float | None = None
-        self._closes: list[float] = []
-        self._minutes: list[float] = []
+        self._open_ns = int(self._open_utc.value)
+        self._open_datetime = self._open_utc.to_pydatetime()
+        self._sigma = minute_sigma(context.vix)
+        self._count = 0
+        self._log_first_open = 0.0
+        self._last_log_close = 0.0
+        self._last_minute = -1.0
+        self._returns: deque[float] = deque(maxlen=RETURN_WINDOW)  # newest first
+        self._squares: deque[float] = deque(maxlen=RV_WINDOW)  # oldest first
 
     def __len__(self) -> int:
-        return len(self._closes)
+        return self._count
+
+    def _minute(self, timestamp) -> float:
+        """Minutes from the session open to ``timestamp``, as ``DayData.from_bars`` has them:
+        UTC nanoseconds / 1e9 / 60 (a pandas Timestamp or a datetime: no conversion per bar)."""
+        if isinstance(timestamp, pd.Timestamp):
+            if timestamp.tzinfo is None:
+                raise ValueError(f"timestamp must be timezone-aware, got {timestamp!r}")
+            nanos = timestamp.value - self._open_ns
+        elif isinstance(timestamp, datetime):
+            if timestamp.utcoffset() is None:
+                raise ValueError(f"timestamp must be timezone-aware, got {timestamp!r}")
+            delta = timestamp - self._open_datetime
+            nanos = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1_000
+        else:  # a string or numpy datetime: let pandas read it
+            return self._minute(pd.Timestamp(timestamp))
+        return nanos / 1e9 / 60.0
 
     def add_bar(self, timestamp, open_: float, close: float) -> np.ndarray:
-        """Append a bar (timestamp = its start) and return its market features."""
-        ts = pd.Timestamp(timestamp)
-        if ts.tzinfo is None:
-            raise ValueError(f"timestamp must be timezone-aware, got {timestamp!r}")
-        minute = (ts.tz_convert("UTC") - self._open_utc).total_seconds() / 60.0
+        """Append a bar (timestamp = its start) and return its market features.
+
+        A refused bar (naive timestamp, outside the session, not after the previous bar,
+        a price that is not finite and > 0) raises ValueError and leaves the state as it was.
+        """
+        minute = self._minute(timestamp)
         if not 0 <= minute < self.session_minutes:
-            raise ValueError(f"timestamp {ts} is outside the session of {self.day}")
-        if self._minutes and minute <= self._minutes[-1]:
-            raise ValueError(f"timestamp {ts} is not after the previous bar's")
-        if self._first_open is None:
-            self._first_open = float(open_)
-        self._closes.append(float(close))
-        self._minutes.append(minute)
-        closes, minutes = self._closes[-_TAIL:], self._minutes[-_TAIL:]
-        return market_features(
-            self._first_open, np.asarray(closes), np.asarray(minutes), self.session_minutes, self.context
-        )[-1]
+            raise ValueError(f"timestamp {timestamp} is outside the session of {self.day}")
+        if minute <= self._last_minute:
+            raise ValueError(f"timestamp {timestamp} is not after the previous bar's")
+        close = float(close)
+        if not (math.isfinite(close) and close > 0):
+            raise ValueError(f"close: every price must be finite and > 0, got {close!r}")
+        if self._count == 0:
+            open_ = float(open_)
+            if not (math.isfinite(open_) and open_ > 0):
+                raise ValueError(f"open: every price must be finite and > 0, got {open_!r}")
+            self._log_first_open = self._last_log_close = math.log(open_)  # as market_features
+        log_close = float(np.log(close))
+        z = (log_close - self._last_log_close) / self._sigma
+        self._count += 1
+        self._last_minute = minute
+        self._last_log_close = log_close
+        self._returns.appendleft(z)
+        self._squares.append(z * z)
+
+        row = np.zeros(N_MARKET_FEATURES, dtype=np.float64)
+        row[: len(self._returns)] = self._returns
+        window_sum = 0.0
+        for square in self._squares:  # oldest first, as market_features adds them
+            window_sum += square
+        row[RETURN_WINDOW] = math.sqrt(window_sum / min(self._count, RV_WINDOW))
+        elapsed = minute + 1.0
+        row[RETURN_WINDOW + 1] = (log_close - self._log_first_open) / (self._sigma * math.sqrt(elapsed))
+        row[RETURN_WINDOW + 2] = elapsed / self.session_minutes
+        row[RETURN_WINDOW + 3] = (self.session_minutes - elapsed) / FULL_DAY_MINUTES
+        row[RETURN_WINDOW + 4] = self.context.vix / 100.0
+        row[RETURN_WINDOW + 5] = self.context.iv_rank / 100.0
+        np.clip(row, -OBS_CLIP, OBS_CLIP, out=row)
+        return row.astype(np.float32)
 
 
 def observation(market_row: np.ndarray, position: PositionState) -> np.ndarray:
