@@ -8,11 +8,13 @@ and checks the second answer against a source the cache does not sit in front of
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import exchange_calendars as xcals
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradenova_dagster.broker.sim_pricing import Mark, Pricer, SimConfig
 from tradenova_dagster.domain import OptionContract, require_symbol
@@ -115,3 +117,14 @@ def test_a_backtest_opens_its_ledger_once_and_reads_the_shared_database_once_per
     assert (store.connects - shared_before, ledger.connects - ledger_before) == (2, 1)
     assert [(r.trades, r.end_equity) for r in reports] == [(r.trades, r.end_equity) for r in one_by_one]
     assert sum(r.trades for r in reports) > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(instant=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2027, 12, 31),
+                            timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-4)),
+                                                       timezone(timedelta(hours=9, minutes=30))])))
+def test_the_new_york_date_of_a_datetime_is_pandas_answer(instant):
+    """``as_date`` reads a tz-aware datetime (the simulator's clock, every bar) without
+    pandas; across DST changes and odd offsets it must give pandas' New York date."""
+    assert calendar.as_date(instant) == pd.Timestamp(instant).tz_convert(calendar.NEW_YORK).date()
+    assert calendar.as_date(instant.replace(tzinfo=None)) == instant.date()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import pandas as pd
 
 NEW_YORK = "America/New_York"
+_NEW_YORK_ZONE = ZoneInfo(NEW_YORK)
 CALENDAR_START = pd.Timestamp("1990-01-02")
 PRE_MARKET_OPEN = time(4, 0)
 AFTER_HOURS_CLOSE = time(20, 0)
@@ -38,6 +40,8 @@ def as_date(day: date | datetime | str | pd.Timestamp, field_name: str = "day") 
     """A calendar date from a date, an ISO string or a timestamp (its New York date)."""
     if type(day) is date:  # the common case, first: every quote asks about its expiry
         return day
+    if type(day) is datetime:  # the simulator's clock, every bar: no pandas round trip
+        return (day.astimezone(_NEW_YORK_ZONE) if day.tzinfo is not None else day).date()
     if isinstance(day, pd.Timestamp) or isinstance(day, datetime):
         ts = pd.Timestamp(day)
         if ts.tzinfo is not None:

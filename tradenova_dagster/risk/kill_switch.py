@@ -102,6 +102,8 @@ class KillSwitch:
         self._memory: dict[str, KillSwitchState] = {}  # without a folder
         self._history: list[KillSwitchState] = []  # without a folder
         self._cache: dict[str, tuple[tuple, KillSwitchState | None]] = {}  # scope -> (file stamp, state)
+        self._paths: dict[str, str] = {}  # scope -> its file (read every bar: built once)
+        self._unset = _never_set(self.account)
         if store is not None:
             _carry_over(store, self.folder)
 
@@ -119,7 +121,9 @@ class KillSwitch:
         """The scope's setting: from memory, or from its file when the file changed."""
         if self.folder is None:
             return self._memory.get(scope)
-        path = self.folder / _file_name(scope)
+        path = self._paths.get(scope)
+        if path is None:
+            path = self._paths[scope] = str(self.folder / _file_name(scope))
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -129,7 +133,7 @@ class KillSwitch:
         cached = self._cache.get(scope)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        state = KillSwitchState.from_json(path.read_text())
+        state = KillSwitchState.from_json(Path(path).read_text())
         self._cache[scope] = (stamp, state)
         return state
 
@@ -153,7 +157,7 @@ class KillSwitch:
             if row.on:
                 return row
         if not rows:
-            return _never_set(self.account)
+            return self._unset
         return max(rows, key=lambda r: r.set_at)
 
     def is_on(self) -> bool:

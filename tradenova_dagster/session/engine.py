@@ -79,6 +79,7 @@ class TradingSession(OrderFlow):
         self.entries_blocked = entries_blocked
         self.day = calendar.require_trading_day(day)
         self.plan = DayPlan.for_day(self.day)
+        self._flatten_at = self.plan.flatten  # compared every bar
         self.rt = runtime
         self.signal = signal
         self.context = context
@@ -190,7 +191,7 @@ class TradingSession(OrderFlow):
             self._close_all("kill", f"kill switch: {switch.reason}", tick,
                             f"kill switch on ({switch.reason}): flat, session stopped")
             return
-        if tick.end >= self.plan.flatten:
+        if tick.end >= self._flatten_at:
             self._close_all("flatten", f"flatten time ({FLATTEN_BEFORE_CLOSE.seconds // 60} minutes before the close)",
                             tick, f"flat at {tick.end.tz_convert(calendar.NEW_YORK):%H:%M} New York (flatten time)")
             return
