@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import pandas as pd
 
@@ -27,6 +27,7 @@ from tradenova_dagster.broker.sim_account import FILL_COLUMNS, SimAccount
 from tradenova_dagster.broker.sim_orders import OrderBook, SimOrder
 from tradenova_dagster.broker.sim_pricing import Mark
 from tradenova_dagster.domain import OrderClass, OrderStatus, OrderType, Side, TimeInForce, require_aware, require_price
+from tradenova_dagster.store import insert_rows
 
 TABLES = ("sim_orders", "sim_fills", "sim_marks", "sim_accounts")
 
@@ -144,25 +145,6 @@ def persist(con, state: SimState) -> None:
 def delete_account(con, name: str) -> None:
     for table in TABLES:
         con.execute(f"DELETE FROM {table} WHERE account = ?", [name])
-
-
-def insert_rows(con, table: str, columns: Sequence[str], rows: list[tuple], replace: bool = False) -> None:
-    """Insert rows in one statement: a DataFrame scan for many rows, one multi-row VALUES
-    for few (DuckDB's executemany costs milliseconds a row)."""
-    if not rows:
-        return
-    verb = "INSERT OR REPLACE INTO" if replace else "INSERT INTO"
-    if len(rows) > 64:
-        frame = pd.DataFrame(rows, columns=list(columns))
-        con.register("_rows", frame)
-        try:
-            con.execute(f"{verb} {table} BY NAME SELECT * FROM _rows")
-        finally:
-            con.unregister("_rows")
-    else:
-        row = "(" + ", ".join("?" for _ in columns) + ")"
-        con.execute(f"{verb} {table} ({', '.join(columns)}) VALUES {', '.join(row for _ in rows)}",
-                    [value for r in rows for value in r])
 
 
 class ConcurrentAccountUpdate(BrokerError):

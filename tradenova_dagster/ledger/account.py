@@ -31,7 +31,7 @@ from tradenova_dagster.ledger.book import Book, ClosedPart, LedgerFill, multipli
 from tradenova_dagster.ledger.orders import FINAL, advance
 from tradenova_dagster.market import calendar
 from tradenova_dagster.rules import intrinsic_value
-from tradenova_dagster.store import Store
+from tradenova_dagster.store import Store, upsert_row
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,15 @@ class LedgerOrder:
     @property
     def filled_notional(self) -> float:
         return self.filled_qty * (self.filled_avg_price or 0.0)
+
+
+_ORDER_COLUMNS = (
+    "account", "run_id", "client_order_id", "broker_order_id", "day", "decision_ts", "symbol", "side", "qty",
+    "order_type", "limit_price", "intent", "reason", "status", "filled_qty", "filled_avg_price", "broker_message",
+    "updated_ts",
+)
+# What a later save of the same order changes: the broker's view of it.
+_ORDER_UPDATES = ("broker_order_id", "status", "filled_qty", "filled_avg_price", "broker_message", "updated_ts")
 
 
 def _day(ts) -> date:
@@ -156,19 +165,13 @@ class AccountLedger:
         return self.fee_per_contract * qty if OptionContract.is_option_symbol(symbol) else 0.0
 
     def _save(self, o: LedgerOrder, order_type: str | None = None, limit_price: float | None = None) -> None:
+        """Write the order's row; a row already there keeps what the order was sent with
+        (its run, intent, reason, type and limit) and takes the broker's latest view."""
+        row = (self.account, self.run_id, o.client_order_id, o.broker_order_id, _day(o.decision_ts), o.decision_ts,
+               o.symbol, o.side.value, o.qty, order_type or "market", limit_price, o.intent, o.reason,
+               o.status.value, o.filled_qty, o.filled_avg_price, o.broker_message, o.decision_ts)
         with self.store.transaction() as con:
-            con.execute(
-                "INSERT INTO orders (account, run_id, client_order_id, broker_order_id, day, decision_ts, symbol, side,"
-                " qty, order_type, limit_price, intent, reason, status, filled_qty, filled_avg_price, broker_message,"
-                " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (account, client_order_id) DO UPDATE SET broker_order_id = excluded.broker_order_id,"
-                " status = excluded.status, filled_qty = excluded.filled_qty,"
-                " filled_avg_price = excluded.filled_avg_price, broker_message = excluded.broker_message,"
-                " updated_ts = excluded.updated_ts",
-                [self.account, self.run_id, o.client_order_id, o.broker_order_id, _day(o.decision_ts), o.decision_ts,
-                 o.symbol, o.side.value, o.qty, order_type or "market", limit_price, o.intent, o.reason,
-                 o.status.value, o.filled_qty, o.filled_avg_price, o.broker_message, o.decision_ts],
-            )
+            upsert_row(con, "orders", _ORDER_COLUMNS, row, key=("account", "client_order_id"), update=_ORDER_UPDATES)
 
     # ------------------------------------------------------------------ fills
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pandas as pd
@@ -38,7 +38,7 @@ from tradenova_dagster.domain import (
 )
 from tradenova_dagster.ledger.accounts import require_account
 from tradenova_dagster.market import calendar
-from tradenova_dagster.store import Store
+from tradenova_dagster.store import Store, insert_rows
 
 # Agent names end up in tables, chart labels and file names: a short identifier.
 _AGENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-]{0,63}$")
@@ -101,6 +101,8 @@ def _utc(field_name: str, value: Any, default: pd.Timestamp | None = None) -> pd
     """A timezone-aware instant as a UTC Timestamp; None gives ``default`` (or now)."""
     if value is None:
         return default if default is not None else pd.Timestamp.now(tz="UTC")
+    if isinstance(value, datetime) and value.tzinfo is timezone.utc:  # what the session passes: no conversion
+        return value if isinstance(value, pd.Timestamp) else pd.Timestamp(value)
     if not isinstance(value, (datetime, pd.Timestamp, str)):
         raise ValueError(f"{field_name} must be a timezone-aware datetime, got {value!r}")
     try:
@@ -114,8 +116,22 @@ def _utc(field_name: str, value: Any, default: pd.Timestamp | None = None) -> pd
     return ts.tz_convert("UTC")
 
 
+# The UTC bounds of the New York day last asked for, and that day: the rows of a replayed
+# day all fall in it, so each costs two comparisons instead of a time-zone conversion.
+_LAST_DAY: tuple[pd.Timestamp, pd.Timestamp, date] | None = None
+
+
 def _session_day(ts: pd.Timestamp) -> date:
-    return ts.tz_convert(calendar.NEW_YORK).date()
+    """The New York date of the instant ``ts``."""
+    global _LAST_DAY
+    last = _LAST_DAY
+    if last is not None and last[0] <= ts < last[1]:
+        return last[2]
+    day = ts.tz_convert(calendar.NEW_YORK).date()
+    # Midnight always exists in New York (clocks change at 2 am), so the day is [midnight, next midnight).
+    _LAST_DAY = (pd.Timestamp(day, tz=calendar.NEW_YORK), pd.Timestamp(day + timedelta(days=1), tz=calendar.NEW_YORK),
+                 day)
+    return day
 
 
 def _decision(value: Any, field_name: str = "decision") -> Decision:
@@ -178,23 +194,8 @@ class AccountRecords:
 
     @staticmethod
     def _insert(con, table: str, rows: list[dict]) -> int:
-        if not rows:
-            return 0
         columns = _COLUMNS[table]
-        names = ", ".join(columns)
-        if len(rows) <= 64:  # a bar's few rows: plain parameters beat building a DataFrame
-            marks = ", ".join("?" for _ in columns)
-            con.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})",
-                            [[row.get(c) for c in columns] for row in rows])
-            return len(rows)
-        frame = pd.DataFrame(rows, columns=columns)
-        # No try/finally around unregister: after a failed INSERT the transaction is
-        # aborted and unregister would raise, hiding the real error; the connection is
-        # closed right after anyway.
-        con.register("_metrics_rows", frame)
-        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _metrics_rows")
-        con.unregister("_metrics_rows")
-        return len(rows)
+        return insert_rows(con, table, columns, [tuple(row.get(c) for c in columns) for row in rows])
 
     def _write(self, table: str, row: dict) -> None:
         if self._pending is None:

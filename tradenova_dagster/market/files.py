@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -103,9 +104,26 @@ def _parse_times(raw: pd.Series, path: Path) -> pd.Series:
     return ts.dt.tz_convert("UTC")
 
 
+@dataclass(frozen=True)
+class _Intraday:
+    """One intraday file as loaded: its bars (with their New York ``day``), its interval in
+    minutes, and where each day's rows lie, so that a day is a slice, not a scan."""
+
+    frame: pd.DataFrame
+    interval: int
+    rows_of_day: dict[date, slice]  # positions in ``frame``
+
+    def day_rows(self, day: date) -> pd.DataFrame | None:
+        rows = self.rows_of_day.get(day)
+        return None if rows is None else self.frame.iloc[rows]
+
+    def coverage(self) -> str:
+        return f"{self.frame['day'].min()} to {self.frame['day'].max()}"
+
+
 @lru_cache(maxsize=16)
-def _load_intraday(path: Path) -> tuple[pd.DataFrame, int]:
-    """(regular-session bars with a ``day`` column, interval in minutes) of one file."""
+def _load_intraday(path: Path) -> _Intraday:
+    """One intraday file, read and indexed by day once per process."""
     frame = _columns_lower(_read_raw(path))
     time_col = _time_column(frame, path)
     out = pd.DataFrame({"timestamp": _parse_times(frame[time_col], path)})
@@ -117,7 +135,15 @@ def _load_intraday(path: Path) -> tuple[pd.DataFrame, int]:
     out["day"] = out["timestamp"].dt.tz_convert(calendar.NEW_YORK).dt.date
     steps = out["timestamp"].diff().dropna()
     interval = int(round(steps[steps > pd.Timedelta(0)].dt.total_seconds().median() / 60)) if len(steps) else 1
-    return out, max(interval, 1)
+    return _Intraday(out, max(interval, 1), _day_spans(out["day"]))
+
+
+def _day_spans(days: pd.Series) -> dict[date, slice]:
+    """Each day's rows as the span from its first row to its last. In a file in time order
+    that is the day's rows exactly; in one out of order the span may hold other days'
+    rows too, which the session window of ``bars`` drops, as it drops extended hours."""
+    spans = days.groupby(days, sort=False).indices
+    return {day: slice(int(rows[0]), int(rows[-1]) + 1) for day, rows in spans.items()}
 
 
 @lru_cache(maxsize=16)
@@ -191,15 +217,17 @@ class FileMarketData(MarketDataSource):
             raise self._unknown_symbol(symbol)
         open_, close = calendar.session_open_close(day)
         best: tuple[int, pd.DataFrame] | None = None
-        covered = []
         for bar_file in files:
-            frame, interval = _load_intraday(bar_file.path)
-            covered.append(f"{bar_file.path.name}: {frame['day'].min()} to {frame['day'].max()}")
-            rows = frame[(frame["day"] == day) & (frame["timestamp"] >= open_) & (frame["timestamp"] < close)]
-            if not rows.empty and (best is None or interval < best[0]):
-                best = (interval, rows)
+            loaded = _load_intraday(bar_file.path)
+            rows = loaded.day_rows(day)
+            if rows is None:
+                continue
+            rows = rows[(rows["timestamp"] >= open_) & (rows["timestamp"] < close)]
+            if not rows.empty and (best is None or loaded.interval < best[0]):
+                best = (loaded.interval, rows)
         if best is None:
-            raise MarketDataError(f"{symbol} {day}: no bars in any file ({'; '.join(covered)})")
+            covered = "; ".join(f"{f.path.name}: {_load_intraday(f.path).coverage()}" for f in files)
+            raise MarketDataError(f"{symbol} {day}: no bars in any file ({covered})")
         return finish_bars(best[1], interval_minutes=best[0])
 
     def daily_bars(self, symbol: str, start, end) -> pd.DataFrame:
@@ -209,7 +237,7 @@ class FileMarketData(MarketDataSource):
         if daily:
             frame = _load_daily(daily[0].path)
         else:
-            parts = [_load_intraday(f.path)[0] for f in self._intraday if f.symbol == symbol]
+            parts = [_load_intraday(f.path).frame for f in self._intraday if f.symbol == symbol]
             if not parts:
                 raise self._unknown_symbol(symbol)
             frame = _daily_from_intraday(pd.concat(parts))

@@ -30,7 +30,7 @@ from typing import Callable
 
 import duckdb
 
-from tradenova_dagster.store import Store
+from tradenova_dagster.store import Store, insert_rows, upsert_row
 
 # Comparisons of ratios against limits tolerate this much floating-point noise, so that a
 # loss of exactly 2.00% computed as 0.019999999999999997 still counts as 2.00%.
@@ -123,17 +123,15 @@ class RiskEvent:
     run_id: str | None = None
 
 
+_EVENT_COLUMNS = ("account", "run_id", "ts", "kind", "rule", "symbol", "values_json", "reason")
+
+
 def insert_events(con: duckdb.DuckDBPyConnection, events: list[RiskEvent]) -> None:
-    if not events:
-        return
-    con.executemany(
-        "INSERT INTO risk_events (account, run_id, ts, kind, rule, symbol, values_json, reason)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            [e.account, e.run_id, e.ts, e.kind, e.rule, e.symbol, json.dumps(e.values, sort_keys=True), e.reason]
-            for e in events
-        ],
-    )
+    """Write events in one statement (a replayed day refuses on many bars: one row each)."""
+    insert_rows(con, "risk_events", _EVENT_COLUMNS, [
+        (e.account, e.run_id, e.ts, e.kind, e.rule, e.symbol, json.dumps(e.values, sort_keys=True), e.reason)
+        for e in events
+    ])
 
 
 # --------------------------------------------------------------------------- risk state
@@ -200,13 +198,14 @@ class RiskState:
 
 
 _STATE_COLUMNS = (
-    "account, day, start_of_day_equity, realized_pnl, unrealized_json, unrealized_pnl, broker_equity,"
-    " peak_equity, trades_today, loss_streak, halted, halt_rule, halt_scope, halt_reason, halted_at, streak_after"
+    "account", "day", "start_of_day_equity", "realized_pnl", "unrealized_json", "unrealized_pnl", "broker_equity",
+    "peak_equity", "trades_today", "loss_streak", "halted", "halt_rule", "halt_scope", "halt_reason", "halted_at",
+    "streak_after",
 )
 
 
 def load_state(con: duckdb.DuckDBPyConnection, account: str) -> RiskState | None:
-    row = con.execute(f"SELECT {_STATE_COLUMNS} FROM risk_state WHERE account = ?", [account]).fetchone()
+    row = con.execute(f"SELECT {', '.join(_STATE_COLUMNS)} FROM risk_state WHERE account = ?", [account]).fetchone()
     if row is None:
         return None
     (acct, day, sod, realized, unrealized_json, _total, broker, peak, trades, streak, halted, rule, scope,
@@ -232,24 +231,14 @@ def load_state(con: duckdb.DuckDBPyConnection, account: str) -> RiskState | None
 
 def save_state(con: duckdb.DuckDBPyConnection, state: RiskState, now: datetime) -> None:
     """Write the whole row (callers hold a transaction and merged the row first)."""
-    con.execute(
-        f"INSERT INTO risk_state ({_STATE_COLUMNS}, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (account) DO UPDATE SET"
-        " day = excluded.day, start_of_day_equity = excluded.start_of_day_equity,"
-        " realized_pnl = excluded.realized_pnl, unrealized_json = excluded.unrealized_json,"
-        " unrealized_pnl = excluded.unrealized_pnl, broker_equity = excluded.broker_equity,"
-        " peak_equity = excluded.peak_equity, trades_today = excluded.trades_today,"
-        " loss_streak = excluded.loss_streak, halted = excluded.halted, halt_rule = excluded.halt_rule,"
-        " halt_scope = excluded.halt_scope, halt_reason = excluded.halt_reason,"
-        " halted_at = excluded.halted_at, streak_after = excluded.streak_after, updated_at = excluded.updated_at",
-        [
-            state.account, state.day, state.start_of_day_equity, state.realized_pnl,
-            json.dumps(state.unrealized, sort_keys=True), state.unrealized_pnl, state.broker_equity,
-            state.peak_equity, state.trades_today, state.loss_streak, state.halted, state.halt_rule,
-            state.halt_scope, state.halt_reason, state.halted_at, state.streak_after, now,
-        ],
+    row = (
+        state.account, state.day, state.start_of_day_equity, state.realized_pnl,
+        json.dumps(state.unrealized, sort_keys=True), state.unrealized_pnl, state.broker_equity,
+        state.peak_equity, state.trades_today, state.loss_streak, state.halted, state.halt_rule,
+        state.halt_scope, state.halt_reason, state.halted_at, state.streak_after, now,
     )
+    columns = (*_STATE_COLUMNS, "updated_at")
+    upsert_row(con, "risk_state", columns, row, key=("account",), update=columns[1:])
 
 
 def save_marks(con: duckdb.DuckDBPyConnection, state: RiskState, now: datetime) -> None:
