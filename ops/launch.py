@@ -5,21 +5,31 @@ Every command that does work (backtest, demo, train, evaluate, report, sweep) go
 same tags as the UI's, visible in the UI afterwards. How it runs depends on the instance:
 
 - its ``dagster.yaml`` names a ``run_coordinator`` that is a ``QueuedRunCoordinator`` (the
-  production profile, ``tradenova init --profile production``): the run is created from the
+  production profile, ``tradenova init --profile production``): the run is created for the
   code location ``tradenova`` (module ``tradenova_dagster.definitions``, as ``dagster job
-  launch`` does; the name every workspace file and ``tradenova ui`` give it) and submitted to the queue, where the daemon
-  starts it within the profile's limits. While it waits the bar says how many runs are
-  ahead of it, and says so plainly when no daemon heartbeat is there to ever start it;
+  launch`` does; the name every workspace file and ``tradenova ui`` give it, so the daemon
+  loads the job from its own code server: the command starts none) and submitted to the
+  queue, where the daemon starts it within the profile's limits. While it waits the bar says
+  how many runs are ahead of it, and says so plainly when no daemon heartbeat is there to
+  ever start it;
 - otherwise (the embedded default, whose queue Dagster applies only to the runs that the UI,
   schedules and sensors launch): the run executes in this process, as it always did.
 
 Progress comes from the run's own event log, read with a cursor (only new events each
 poll): each log message that starts with the command's marker is one step done, and the
 rest of its text is shown beside the bar.
+
+Ctrl-C cancels every run the command started that has not ended, instead of leaving it
+queued, running on the daemon, or (in-process) STARTED forever, prints one line per run
+saying so, and exits 130 (``Launcher.__exit__``): a queued run is canceled through the
+instance's run coordinator (it leaves the queue, or the daemon's run worker is told to
+stop); an in-process run is marked CANCELING and interrupted in its thread, so that
+Dagster's own interrupt handling ends it CANCELED and tears its resources down.
 """
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 import time
@@ -36,6 +46,7 @@ PARTITION_TAG = "dagster/partition"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PROGRESS = "tradenova step done:"  # the default marker: ``context.log.info(f"{PROGRESS} <what>")``
 CODE_MODULE = "tradenova_dagster.definitions"
+CODE_ATTRIBUTE = "defs"  # the module's Definitions
 # The code location's name in workspace.yaml, deploy/workspace.grpc.yaml and pyproject.toml
 # ([tool.dagster]): the daemon finds a queued run's code by this name.
 CODE_LOCATION = "tradenova"
@@ -43,6 +54,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _POLL_S = 0.25
 _DAEMON_STALE_S = 60.0  # a heartbeat older than this is a daemon that is not running
 _NO_DAEMON_GRACE_S = 15.0  # how long a queued run may wait before a missing daemon is reported
+_CANCEL_WAIT_S = 20.0  # how long Ctrl-C waits for a canceled run to end before saying it is still canceling
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
 
 
 @dataclass(frozen=True)
@@ -81,20 +94,28 @@ def uses_queue(instance: dg.DagsterInstance) -> bool:
 
 class Launcher:
     """Starts runs on ``instance`` and follows them (see the module docstring); a context
-    manager, because the queued way holds the code location (a gRPC server) while it is open."""
+    manager, because leaving it on Ctrl-C cancels the runs it started."""
 
     def __init__(self, instance: dg.DagsterInstance):
         self.instance = instance
         self.queued = uses_queue(instance)
         self._workers: dict[str, _Worker] = {}
+        self._active: dict[str, None] = {}  # runs started here and not yet seen ending, in order
         self._workspace = None
 
     def __enter__(self) -> "Launcher":
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self._workspace is not None:
-            self._workspace.__exit__(*exc)
+    def __exit__(self, exc_type, exc, tb) -> None:
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        try:
+            for run_id in list(self._active) if interrupted else ():
+                print(self._cancel(run_id), file=sys.stderr)
+        finally:
+            if self._workspace is not None:
+                self._workspace.__exit__(exc_type, exc, tb)
+        if interrupted:
+            raise SystemExit(INTERRUPTED) from None
 
     def run(self, job_name: str, run_config: dict, tags: dict, *, progress=None, marker: str = PROGRESS,
             partition_key: str | None = None) -> "FinishedRun":
@@ -105,6 +126,7 @@ class Launcher:
     def start(self, job_name: str, run_config: dict, tags: dict, *, partition_key: str | None = None) -> str:
         """Start (in-process: in a thread) or enqueue a run; returns its id."""
         run_id = str(uuid.uuid4())
+        self._active[run_id] = None
         if self.queued:
             self._submit(job_name, run_config, {**tags, **({PARTITION_TAG: partition_key} if partition_key else {})},
                          run_id)
@@ -123,38 +145,96 @@ class Launcher:
         """Wait for ``run_id`` to end; ``progress(steps_done, text)`` is called as the run logs
         its steps, and ``progress(None, text)`` with news about the queue."""
         follower = _Follower(self.instance, run_id, marker, progress)
-        worker = self._workers.pop(run_id, None)
-        while worker is not None and worker.is_alive():
+        worker = self._workers.get(run_id)
+        while worker is not None and not worker.done.is_set():
             follower.poll()
-            worker.join(_POLL_S)
+            worker.done.wait(_POLL_S)
         if worker is not None:
+            del self._workers[run_id]
             worker.raise_error()
         while True:
             run = follower.poll()
             if run is not None and run.is_finished:
                 follower.poll()  # the events written between the last read and the end
+                self._active.pop(run_id, None)
                 return FinishedRun(self.instance.get_run_by_id(run_id), *run_metadata(self.instance, run_id))
             time.sleep(_POLL_S)
 
     def _submit(self, job_name: str, run_config: dict, tags: dict, run_id: str) -> None:
-        """Create the run from the code location (what ``dagster job launch`` does, so that the
-        daemon's run worker can load it) and submit it to the queue."""
-        from dagster._cli.job import _create_run
+        """Create the run and submit it to the queue, as ``dagster job launch`` does, with
+        the origins of the code location ``tradenova`` (``job_origins``), so that the daemon's
+        run worker loads the job from there; no code server is started for it.
+
+        Dagster has no public API for this (only the ``dagster job launch`` command, which
+        starts a code server per run, and the webserver's GraphQL): ``create_run_for_job``
+        and ``submit_run`` are methods of the public ``DagsterInstance`` (``submit_run``'s
+        docstring says to create the run first), the origins and workspace classes are
+        private. tests/test_launch_cancel.py checks all of it against the pinned Dagster."""
+        from tradenova_dagster.definitions import defs
+
+        job = defs.resolve_job_def(job_name)
+        remote_origin, code_origin = job_origins(job_name)
+        self.instance.create_run_for_job(job, run_id=run_id, run_config=run_config, tags={**job.run_tags, **tags},
+                                         remote_job_origin=remote_origin, job_code_origin=code_origin)
+        self.instance.submit_run(run_id, self._request_context())
+
+    def _request_context(self):
+        """What ``submit_run`` takes beside the run: a workspace request context, which the
+        QueuedRunCoordinator does not read (the daemon loads the code), so an empty one."""
         from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import ModuleTarget
+        from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 
         if self._workspace is None:
-            self._workspace = WorkspaceProcessContext(
-                self.instance, ModuleTarget(CODE_MODULE, None, str(REPO_ROOT), CODE_LOCATION), version=dg.__version__,
-                code_server_log_level="WARNING")
-            self._workspace.__enter__()
-        context = self._workspace.create_request_context()
-        location = context.get_code_location(CODE_LOCATION)
-        repository = next(iter(location.get_repositories().values()))
-        job = repository.get_full_job(job_name)
-        run = _create_run(instance=self.instance, code_location=location, remote_repo=repository, remote_job=job,
-                          run_config=run_config, tags=tags, op_selection=None, run_id=run_id)
-        self.instance.submit_run(run.run_id, context)
+            self._workspace = WorkspaceProcessContext(self.instance, EmptyWorkspaceTarget()).__enter__()
+        return self._workspace.create_request_context()
+
+    def _cancel(self, run_id: str) -> str:
+        """Cancel a run this Launcher started (Ctrl-C; see the module docstring), wait a while
+        for it to end, and say how it stands."""
+        run = self.instance.get_run_by_id(run_id)
+        if run is None:
+            return f"interrupted: dagster run {run_id} was never created"
+        if not run.is_finished:
+            worker = self._workers.get(run_id)
+            if worker is not None and not worker.done.is_set():
+                self.instance.report_run_canceling(run, message="Ctrl-C in the tradenova command")
+                worker.interrupt()
+                worker.done.wait(_CANCEL_WAIT_S)
+            elif run.status != dg.DagsterRunStatus.NOT_STARTED:
+                self.instance.run_coordinator.cancel_run(run_id)  # out of the queue, or its run worker told to stop
+                deadline = time.time() + _CANCEL_WAIT_S
+                while not run.is_finished and time.time() < deadline:
+                    time.sleep(_POLL_S)
+                    run = self.instance.get_run_by_id(run_id)
+            run = self.instance.get_run_by_id(run_id)
+            if not run.is_finished and (worker is not None or run.status == dg.DagsterRunStatus.NOT_STARTED):
+                # A thread that did not stop in time, or a run never submitted: nothing else will end it.
+                self.instance.report_run_canceled(run, message="Ctrl-C in the tradenova command")
+                run = self.instance.get_run_by_id(run_id)
+        self._active.pop(run_id, None)
+        if run.status == dg.DagsterRunStatus.CANCELED:
+            return f"interrupted: canceled dagster run {run_id} ({run.job_name})"
+        if run.is_finished:
+            return f"interrupted: dagster run {run_id} ({run.job_name}) had already ended {run.status.value}"
+        return (f"interrupted: dagster run {run_id} ({run.job_name}) is {run.status.value}: the daemon's run worker "
+                "was told to stop it; see it in `tradenova ui`")
+
+
+def job_origins(job_name: str):
+    """A queued run's origins: the code location ``tradenova`` by name (the daemon launches
+    the run there) and the module that defines the job (for run launchers that start Python
+    themselves); the same values a code server of the location reports (checked by
+    tests/test_launch_cancel.py)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+    from dagster._core.remote_origin import RemoteRepositoryOrigin
+    from dagster._core.workspace.load_target import ModuleTarget
+
+    [location] = ModuleTarget(CODE_MODULE, None, str(REPO_ROOT), CODE_LOCATION).create_origins()
+    repository = ReconstructableRepository.for_module(CODE_MODULE, CODE_ATTRIBUTE, str(REPO_ROOT),
+                                                      container_context={})
+    return (RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name),
+            repository.get_reconstructable_job(job_name).get_python_origin())
 
 
 def run_metadata(instance: dg.DagsterInstance, run_id: str) -> tuple[dict, str]:
@@ -182,19 +262,30 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str) -> tuple[dict, str]:
 
 
 class _Worker(threading.Thread):
+    """A run executing in process. ``done`` says when it has ended: ``is_alive()`` cannot,
+    because a ``join()`` cut short by Ctrl-C marks the thread stopped while it still runs
+    (Python 3.11's ``Thread._wait_for_tstate_lock``)."""
+
     def __init__(self, target):
         super().__init__(daemon=True)
-        self._target_fn, self.error = target, None
+        self._target_fn, self.error, self.done = target, None, threading.Event()
 
     def run(self) -> None:
         try:
             self._target_fn()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self.error = exc
+        finally:
+            self.done.set()
 
     def raise_error(self) -> None:
         if self.error is not None:
             raise self.error
+
+    def interrupt(self) -> None:
+        """Raise KeyboardInterrupt inside this thread (at its next Python instruction), as
+        Ctrl-C would in a run executing in the main thread."""
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident), ctypes.py_object(KeyboardInterrupt))
 
 
 class _Follower:

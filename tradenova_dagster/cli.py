@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as exc:
         print(f"tradenova {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status, not a traceback
+        print(f"tradenova {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
