@@ -23,17 +23,32 @@ Why each piece is the way it is (``bench/metrics.py`` measures each case):
   later write is refused (``_SETTLED_S``: the ledger was written less than 2 s before
   it, as git treats a "racily clean" file). Inside ``hold()``/``unit_of_work()`` the
   connection is used instead: it can see its own uncommitted rows, which no stat shows.
+- **A fresh tracker** (a new process: the daily report, the monitor, ``tradenova
+  report``) would otherwise aggregate every trade again (tens of ms for 1M trades, as
+  much as the connect). So the partials are also kept beside the ledger, as a snapshot
+  (``<ledger>.partials/<account>.npy``, replaced atomically) with the ledger state they
+  were read at: a stat that matches it answers without a connect, as the idle shortcut
+  does within a process; otherwise it is the base that the rows added since are folded
+  onto, exactly as kept partials are. A snapshot is written after a read that took a
+  settled stat or aggregated every trade, never from a held connection (its uncommitted
+  rows may yet roll back). It is a cache of facts the trades own: deleting it, or a
+  snapshot from another version, a file that is not one or a folder that cannot be
+  written, only costs the next read an aggregation.
 
 Unseen, as before, would be only a delete plus an insert of as many rows with an older
-``recorded_at`` between two calls; no writer does that (``recorded_at`` is ``now()``).
+``recorded_at`` between two reads, e.g. a ledger file replaced by an older copy that holds
+as many trades (delete its ``.partials`` folder then); no writer does that
+(``recorded_at`` is ``now()``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -90,6 +105,13 @@ _EMPTY = {"day": np.array([], dtype="datetime64[D]"), "sign": np.array([], dtype
           **{name: np.array([], dtype=np.int64) for name in ("n", "wins", "losses")},
           **{name: np.array([]) for name in PARTIAL_NAMES if name not in ("n", "wins", "losses")}}
 _FIRST_EQUITY_DAY_SQL = "SELECT min(day) FROM equity_curve WHERE account = $account"
+# The snapshot beside the ledger (module docstring): an int64 header (_SNAPSHOT_VERSION,
+# what was seen, the first equity day, the file state), then one record per day.
+_SNAPSHOT_VERSION = 1
+_HEADER_SIZE = 15
+_NO_DAY = np.iinfo(np.int64).min
+_RECORD = np.dtype([("day", "datetime64[D]"), *((name, np.int64) for name in PARTIAL_NAMES[:3]),
+                    *((name, np.float64) for name in PARTIAL_NAMES[3:])])
 
 
 @lru_cache(maxsize=1)
@@ -114,8 +136,30 @@ def _file_state(path: Path) -> tuple | None:
             continue
         if now - stat.st_mtime_ns < _SETTLED_S * 1e9:
             return None
-        state.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        state.append((stat.st_ino % (1 << 63), stat.st_size, stat.st_mtime_ns))  # int64 in a snapshot
     return tuple(state)
+
+
+def snapshot_path(ledger: Path, account: str) -> Path:
+    """Where the account's partials are kept beside its ledger: ``<ledger>.partials/<account>.npy``
+    (``:`` written ``+``, as in the ledgers' own names)."""
+    return ledger.with_name(ledger.name + ".partials") / (account.replace(":", "+") + ".npy")
+
+
+def _micros(instant: datetime) -> int:
+    return (instant - _EPOCH) // timedelta(microseconds=1)  # exact: TIMESTAMPTZ counts microseconds
+
+
+def _encode_state(state: tuple | None) -> list[int]:
+    if state is None:
+        return [0] * 9
+    return [1, *(value for part in state for value in ((0, 0, 0, 0) if part is None else (1, *part)))]
+
+
+def _decode_state(values: np.ndarray) -> tuple | None:
+    if not values[0]:
+        return None
+    return tuple(tuple(int(v) for v in values[at + 1:at + 4]) if values[at] else None for at in (1, 5))
 
 
 def _sorted_union(kept: np.ndarray, more: np.ndarray) -> np.ndarray:
@@ -163,14 +207,19 @@ class DayPartials:
 
     @classmethod
     def read(cls, store: Store, account: str, cached: "DayPartials | None", held: bool) -> "DayPartials":
-        """The account's partials: ``cached`` when the ledger cannot have changed, else
-        folded or re-read as far as it did (module docstring)."""
+        """The account's partials: ``cached`` (or the snapshot beside the ledger) when the
+        ledger cannot have changed, else folded or re-read as far as it did (module docstring)."""
         state = None if held else _file_state(store.path)
         if cached is not None and state is not None and cached.file_state == state:
             return cached
+        snapshot = snapshot_path(store.path, account)
+        stored = cls.load(snapshot) if cached is None or state is not None else None
+        if stored is not None and state is not None and stored.file_state == state:
+            return stored
+        known = cached if cached is not None else stored
         # A first read is a read of everything "added since" an empty ledger.
-        base = cached if cached is not None else cls(_EMPTY, None, (0, _EPOCH, 0, _EPOCH), None)
-        seen = base.seen
+        base = known if known is not None else cls(_EMPTY, None, (0, _EPOCH, 0, _EPOCH), None)
+        seen, everything = base.seen, known is None
         with store.connect() as con:
             rows = con.execute(_CHANGES_SQL, {"account": account, "since": seen[1],
                                               "equity_since": seen[3]}).fetchall()
@@ -180,21 +229,66 @@ class DayPartials:
             latest = max((row[8] for row in new), default=None)
             now_seen = (total, latest or seen[1], equity_total, equity_latest or seen[3])
             trades_same = total == seen[0] and not new
-            if cached is not None and trades_same and equity_total == seen[2] and equity_latest is None:
-                cached.file_state = state  # nothing changed
-                return cached
-            columns = {"day": base.day, **base.columns} if trades_same else None
-            if new and total == seen[0] + sum(row[3] for row in new):  # rows only added: fold them in
-                mine = [row for row in new if row[0]]
-                columns = base._merged(_fold_signs(dict(zip(_NEW_NAMES, zip(*mine))) if mine else _EMPTY))
-            if columns is None:  # rows were deleted: aggregate every trade again
-                columns = _fold_signs(con.execute(_BY_DAY_SIGN_SQL, {"account": account}).fetchnumpy())
-            if equity_total == seen[2] + equity_added:  # equity rows only added (or none)
-                firsts = [np.datetime64(d, "D") for d in (base.first_equity_day, equity_first) if d is not None]
-                first_equity = min(firsts) if firsts else None
+            if known is not None and trades_same and equity_total == seen[2] and equity_latest is None:
+                known.file_state = state  # nothing changed
+                fresh = known
             else:
-                first_equity = con.execute(_FIRST_EQUITY_DAY_SQL, {"account": account}).fetchone()[0]
-        return cls(columns, first_equity, now_seen, state)
+                columns = {"day": base.day, **base.columns} if trades_same else None
+                if new and total == seen[0] + sum(row[3] for row in new):  # rows only added: fold them in
+                    mine = [row for row in new if row[0]]
+                    columns = base._merged(_fold_signs(dict(zip(_NEW_NAMES, zip(*mine))) if mine else _EMPTY))
+                if columns is None:  # rows were deleted: aggregate every trade again
+                    columns = _fold_signs(con.execute(_BY_DAY_SIGN_SQL, {"account": account}).fetchnumpy())
+                    everything = True
+                if equity_total == seen[2] + equity_added:  # equity rows only added (or none)
+                    firsts = [np.datetime64(d, "D") for d in (base.first_equity_day, equity_first) if d is not None]
+                    first_equity = min(firsts) if firsts else None
+                else:
+                    first_equity = con.execute(_FIRST_EQUITY_DAY_SQL, {"account": account}).fetchone()[0]
+                fresh = cls(columns, first_equity, now_seen, state)
+        if not held and (state is not None or everything):  # worth keeping for the next process
+            fresh.save(snapshot)
+        return fresh
+
+    @classmethod
+    def load(cls, path: Path) -> "DayPartials | None":
+        """The partials ``save`` wrote (in any process), or None where there are none or the
+        file is not a snapshot of this version."""
+        try:
+            with open(path, "rb") as snapshot:
+                header = np.load(snapshot, allow_pickle=False)
+                record = np.load(snapshot, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if (header.dtype != np.int64 or header.shape != (_HEADER_SIZE,) or header[0] != _SNAPSHOT_VERSION
+                or record.dtype != _RECORD or record.ndim != 1):
+            return None
+        columns = {name: record[name].copy() for name in _RECORD.names}
+        seen = (int(header[1]), _EPOCH + timedelta(microseconds=int(header[2])),
+                int(header[3]), _EPOCH + timedelta(microseconds=int(header[4])))
+        first_equity = None if header[5] == _NO_DAY else np.datetime64(int(header[5]), "D")
+        return cls(columns, first_equity, seen, _decode_state(header[6:]))
+
+    def save(self, path: Path) -> None:
+        """Write these partials to ``path`` for ``load``: a temporary file, then a rename, so
+        that a reader sees the old snapshot or the new one, never part of one."""
+        first_equity = _NO_DAY if self.first_equity_day is None else int(self.first_equity_day.astype(np.int64))
+        header = np.array([_SNAPSHOT_VERSION, self.seen[0], _micros(self.seen[1]), self.seen[2],
+                           _micros(self.seen[3]), first_equity, *_encode_state(self.file_state)], dtype=np.int64)
+        record = np.empty(len(self.day), dtype=_RECORD)
+        record["day"] = self.day
+        for name in PARTIAL_NAMES:
+            record[name] = self.columns[name]
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with open(tmp, "wb") as out:
+                np.save(out, header)
+                np.save(out, record)
+            os.replace(tmp, path)
+        except OSError:  # a cache (module docstring): without it the next read aggregates
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def _merged(self, new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """These partials with those of trades added since folded in."""

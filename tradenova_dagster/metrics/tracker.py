@@ -3,8 +3,8 @@
 The metrics read the records an account's ledger holds (``ledger/records.py``: trades,
 equity, predictions, decisions), each row tagged with the account (``sim:default``,
 ``backtest:<id>``, ``alpaca_paper:<id>``, ...), so that a backtest never mixes with paper
-or live. This module writes nothing of its own: ``record_trade`` and the other writers
-are the ledger's (``AccountRecords``), inherited so that the seed's usage works as
+or live. This module writes nothing into the ledger: ``record_trade`` and the other
+writers are the ledger's (``AccountRecords``), inherited so that the seed's usage works as
 documented.
 
 Why it is fast (``bench/metrics.py``): every metric is a function of per-day partial sums
@@ -13,7 +13,10 @@ commission), a few thousand rows however many trades there are. The tracker keep
 with the account's first equity day, and the day series and the ratios are numpy over
 days, not rows. Every call first asks whether the ledger changed, so a trade written by
 any process is seen by the next call, and re-reads only as far as it did: nothing, the
-rows added since, or (after a delete) every trade. ``metrics/partials.py`` says how.
+rows added since, or (after a delete) every trade. A fresh tracker (a new process: the
+daily report, the monitor) starts from a snapshot of the partials kept beside the ledger
+(``<ledger>.partials/``, a cache it may delete), not from every trade.
+``metrics/partials.py`` says how.
 
 Definitions used by ``calculate_metrics`` (and the daily report):
 
@@ -115,8 +118,9 @@ class MetricsTracker(AccountRecords):
     stamped on every row this tracker writes; each recorder takes them as keyword
     arguments too. Pass ``store`` to share an open :class:`Store`. Each call asks the
     ledger what changed: through the held connection inside ``store.hold()``, else by a
-    stat of its files and, when they changed in the last 2 s or since the last call, one
-    short connection (a connect costs far more than the metrics: metrics/partials.py).
+    stat of its files and, when they changed in the last 2 s or since the last call (or
+    since the snapshot beside the ledger was kept), one short connection (a connect costs
+    far more than the metrics: metrics/partials.py).
     """
 
     def __init__(
