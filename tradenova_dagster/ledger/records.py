@@ -67,7 +67,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 # What a replayed day replaces (``clear_day``): every record of the day, the ledger's too.
-DAY_TABLES = tuple(dict.fromkeys(("fills", "orders", "session_bars", *_COLUMNS)))
+DAY_TABLES = ("fills", "orders", *_COLUMNS)  # session_bars is one of _COLUMNS
 
 
 def require_agent(value: Any, field_name: str = "agent") -> str:

@@ -78,8 +78,7 @@ class TradingSession(OrderFlow):
         self.source = source
         self.entries_blocked = entries_blocked
         self.day = calendar.require_trading_day(day)
-        self.plan = DayPlan.for_day(self.day)
-        self._flatten_at = self.plan.flatten  # compared every bar
+        self._flatten_at = DayPlan.for_day(self.day).flatten  # compared every bar
         self.rt = runtime
         self.signal = signal
         self.context = context
