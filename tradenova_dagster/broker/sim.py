@@ -92,6 +92,8 @@ class SimBroker(StoredAccount):
         self.config = config or SimConfig()
         self.run_id = run_id
         self._clock = clock
+        self._clock_read: Any = None  # the clock's latest answer, and it in UTC (see ``now``)
+        self._clock_utc: datetime | None = None
         self._open_account()
 
     def __repr__(self) -> str:
@@ -110,7 +112,10 @@ class SimBroker(StoredAccount):
     def now(self) -> datetime:
         """The broker's time: the injected clock, else the latest market update, else the wall clock."""
         if self._clock is not None:
-            return as_utc(self._clock.now() if hasattr(self._clock, "now") else self._clock())
+            read = self._clock.now() if hasattr(self._clock, "now") else self._clock()
+            if read is not self._clock_read:  # a replay clock answers the same Timestamp until time moves
+                self._clock_read, self._clock_utc = read, as_utc(read)
+            return self._clock_utc
         return self._acct.market_time or datetime.now(timezone.utc)
 
     @property

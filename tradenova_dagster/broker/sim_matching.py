@@ -20,7 +20,8 @@ value (``rules.intrinsic_value``) from the underlying's last price.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 from typing import Mapping
 
 from tradenova_dagster.broker.sim_account import SimAccount
@@ -34,6 +35,12 @@ from tradenova_dagster.rules import intrinsic_value
 EPS = 1e-9
 
 
+@lru_cache(maxsize=4096)
+def _expiry_close_utc(expiry: date) -> datetime:
+    """``expiry_close`` as a datetime, cached: a held option's expiry is checked every bar."""
+    return expiry_close(expiry).to_pydatetime()
+
+
 class Matcher:
     """Fills the account's open orders against the prices of each update."""
 
@@ -45,6 +52,8 @@ class Matcher:
 
     def match(self, ts: datetime, prices: Mapping[str, Prices], run_id: str | None) -> list[Fill]:
         """Try every open order whose underlying has a price in ``prices``, oldest first."""
+        if not self.orders.open:  # most bars
+            return []
         candidates = sorted(
             (o for o in self.orders.open_orders()
              if o.status is not OrderStatus.HELD and underlying_of(o.symbol) in prices
@@ -121,13 +130,13 @@ class Matcher:
     def pass_time(self, ts: datetime, run_id: str | None) -> None:
         """Day rollover (``last_equity``), day-order expiry and option expiry up to ``ts``."""
         self.account.roll_day(ts, calendar.as_date(ts), self.pricer)
-        due = [o for o in self.orders.open_orders() if o.expires_at is not None and o.expires_at <= ts]
+        due = [o for o in self.orders.open.values() if o.expires_at is not None and o.expires_at <= ts]
         for order in sorted(due, key=lambda o: (o.created_at, o.id)):
             if order.is_open:  # its parent's expiry may have settled it already
                 self.orders.end(order, OrderStatus.EXPIRED, order.expires_at, self.account.market_time)
         for symbol in [s for s in self.account.positions if is_option(s)]:
             contract = OptionContract.parse(symbol)
-            close = expiry_close(contract.expiry).to_pydatetime()
+            close = _expiry_close_utc(contract.expiry)
             if close > ts:
                 continue
             mark = self.pricer.marks.get(contract.underlying)

@@ -16,6 +16,7 @@ Costs: options pay ``SimConfig.option_commission_per_contract`` (default
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
@@ -36,6 +37,7 @@ from tradenova_dagster.market.model import option_commission
 from tradenova_dagster.rules import OPTION_COMMISSION_PER_CONTRACT, intrinsic_value
 
 EPS = 1e-9
+_OHLC = ("open", "high", "low", "close")
 
 
 @dataclass(frozen=True)
@@ -92,19 +94,27 @@ def as_prices(symbol: str, bar: Any) -> Prices:
     """A Bar, a mapping or row with open/high/low/close, or a single price."""
     if isinstance(bar, (int, float)) and not isinstance(bar, bool):
         return Prices.flat(require_price(f"price of {symbol}", bar))
-    if isinstance(bar, Mapping):
+    if type(bar) is dict or isinstance(bar, Mapping):  # a dict first: the session's bars, every bar
         get = bar.get
     else:
         def get(key, default=None):
             return getattr(bar, key, default)
-    values = {k: get(k) for k in ("open", "high", "low", "close")}
-    if any(v is None for v in values.values()):
+    raw = [get(k) for k in _OHLC]
+    if any(v is None for v in raw):
         raise ValueError(f"bar for {symbol}: expected open/high/low/close or a price, got {bar!r}")
-    values = {k: require_price(f"{k} of {symbol}", v) for k, v in values.items()}
-    if values["low"] > min(values["open"], values["close"]) + EPS or \
-            values["high"] < max(values["open"], values["close"]) - EPS:
+    o, h, low, c = [_price(k, symbol, v) for k, v in zip(_OHLC, raw)]
+    if low > min(o, c) + EPS or h < max(o, c) - EPS:
+        values = dict(zip(_OHLC, (o, h, low, c)))
         raise ValueError(f"bar for {symbol}: need low <= open,close <= high, got {values}")
-    return Prices(values["open"], values["high"], values["low"], values["close"])
+    return Prices(o, h, low, c)
+
+
+def _price(key: str, symbol: str, value: Any) -> float:
+    """``require_price`` of one bar field, naming it only when it is refused (a finite
+    positive float is returned as it is, as ``require_price`` returns it)."""
+    if type(value) is float and 0.0 < value < math.inf:
+        return value
+    return require_price(f"{key} of {symbol}", value)
 
 
 def round_price(price: float) -> float:
@@ -140,6 +150,9 @@ class Pricer:
         # matching engine). Only one instant is kept, so it cannot grow or go stale.
         self._memo: dict[tuple, tuple[float, float]] = {}
         self._memo_at: tuple | None = None
+        # The latest Quote of each symbol, handed out again while nothing in it changed
+        # (a Quote is frozen; building one checks every field).
+        self._quotes: dict[str, Quote] = {}
 
     def vix_for(self, underlying: str) -> float:
         mark = self.marks.get(underlying)
@@ -179,7 +192,12 @@ class Pricer:
         at = max(now, mark.ts)
         bid, ask = self.bid_ask_at(symbol, mark.price, at)
         size = self.displayed_size(symbol)
-        return Quote(symbol, at, bid, ask, size, size)
+        last = self._quotes.get(symbol)
+        if (last is not None and last.timestamp == at and last.timestamp.tzinfo is at.tzinfo and last.bid == bid
+                and last.ask == ask and last.bid_size == size):
+            return last
+        quote = self._quotes[symbol] = Quote(symbol, at, bid, ask, size, size)
+        return quote
 
     def mark_price(self, symbol: str, at: datetime) -> float | None:
         """What a position is worth a share: the last price, or an option's quoted mid.

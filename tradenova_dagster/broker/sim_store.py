@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import pandas as pd
 
@@ -27,7 +27,7 @@ from tradenova_dagster.broker.sim_account import FILL_COLUMNS, SimAccount
 from tradenova_dagster.broker.sim_orders import OrderBook, SimOrder
 from tradenova_dagster.broker.sim_pricing import Mark
 from tradenova_dagster.domain import OrderClass, OrderStatus, OrderType, Side, TimeInForce, require_aware, require_price
-from tradenova_dagster.store import insert_rows
+from tradenova_dagster.store import insert_rows, upsert_row
 
 TABLES = ("sim_orders", "sim_fills", "sim_marks", "sim_accounts")
 
@@ -37,7 +37,11 @@ ORDER_COLUMNS = (
     "limit_price", "stop_price", "status", "triggered", "eligible_after", "expires_at", "created_at",
     "updated_at", "filled_at", "canceled_at", "expired_at", "replaced_by", "replaces",
 )
+ACCOUNT_COLUMNS = ("account", "initial_cash", "last_equity", "last_equity_day", "market_time", "trading_blocked",
+                   "version", "created_at", "updated_at")
+MARK_COLUMNS = ("account", "symbol", "ts", "price", "vix")
 _TIMES = ("eligible_after", "expires_at", "filled_at", "canceled_at", "expired_at")
+_NOTHING = nullcontext()  # a call inside a batch (reusable: it holds no state)
 _ENUMS = {"side": Side, "order_type": OrderType, "time_in_force": TimeInForce, "order_class": OrderClass,
           "status": OrderStatus}
 
@@ -46,6 +50,8 @@ def as_utc(value) -> datetime:
     """A timezone-aware UTC datetime from a datetime or pandas Timestamp."""
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
+    if type(value) is datetime and value.tzinfo is timezone.utc:  # already one: every bar, every call
+        return value
     return require_aware("timestamp", value).astimezone(timezone.utc)
 
 
@@ -119,24 +125,40 @@ def _order_row(name: str, o: SimOrder) -> tuple:
             o.replaces)
 
 
+def _write_orders(con, name: str, rows: list[tuple]) -> None:
+    """Insert the new orders in one statement and update the stored ones row by row.
+
+    What one INSERT OR REPLACE of every row would write, at under half its cost: a
+    replace on ``sim_orders`` (a primary key and a second index) costs ~10 ms for a
+    handful of rows, an INSERT ~4 ms; a replayed day's orders are nearly all new."""
+    ids = [row[1] for row in rows]
+    stored = {r[0] for r in con.execute(
+        f"SELECT id FROM sim_orders WHERE account = ? AND id IN ({', '.join('?' for _ in ids)})",
+        [name, *ids]).fetchall()}
+    insert_rows(con, "sim_orders", ORDER_COLUMNS, [row for row in rows if row[1] not in stored])
+    for row in rows:
+        if row[1] in stored:
+            upsert_row(con, "sim_orders", ORDER_COLUMNS, row, key=ORDER_COLUMNS[:2], update=ORDER_COLUMNS[2:])
+
+
 def persist(con, state: SimState) -> None:
     """Write what changed (and the account row, with the next version)."""
     account, name = state.account, state.account.name
     state.version += 1
-    con.execute(
-        "INSERT OR REPLACE INTO sim_accounts (account, initial_cash, last_equity, last_equity_day, market_time,"
-        " trading_blocked, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [name, account.initial_cash, account.last_equity, account.last_equity_day, account.market_time,
-         account.trading_blocked, state.version, account.created_at, datetime.now(timezone.utc)],
-    )
+    # One row each (the account; the marks, one per underlying): an UPDATE, or an INSERT
+    # when the row is not there yet, costs a quarter of an INSERT OR REPLACE (``upsert_row``).
+    upsert_row(con, "sim_accounts", ACCOUNT_COLUMNS,
+               (name, account.initial_cash, account.last_equity, account.last_equity_day, account.market_time,
+                account.trading_blocked, state.version, account.created_at, datetime.now(timezone.utc)),
+               key=ACCOUNT_COLUMNS[:1], update=ACCOUNT_COLUMNS[1:])
     if state.orders.dirty:
-        rows = [_order_row(name, state.orders.by_id[i]) for i in sorted(state.orders.dirty)]
-        insert_rows(con, "sim_orders", ORDER_COLUMNS, rows, replace=True)
+        _write_orders(con, name, [_order_row(name, state.orders.by_id[i]) for i in sorted(state.orders.dirty)])
     if account.new_fills:
         insert_rows(con, "sim_fills", FILL_COLUMNS, [tuple(f[c] for c in FILL_COLUMNS) for f in account.new_fills])
     if state.marks_dirty:  # marks are never removed: an upsert is enough
-        insert_rows(con, "sim_marks", ("account", "symbol", "ts", "price", "vix"),
-                    [(name, s, m.ts, m.price, m.vix) for s, m in state.marks.items()], replace=True)
+        for symbol, m in state.marks.items():
+            upsert_row(con, "sim_marks", MARK_COLUMNS, (name, symbol, m.ts, m.price, m.vix),
+                       key=MARK_COLUMNS[:2], update=MARK_COLUMNS[2:])
     state.orders.dirty.clear()
     account.new_fills.clear()
     state.marks_dirty = account.dirty = False
@@ -163,6 +185,7 @@ class StoredAccount:
     def _open_account(self) -> None:
         self._lock = threading.RLock()
         self._batch_depth = 0
+        self._batch_thread: int | None = None  # the thread whose batch() holds the lock
         self._session_depth = 0
         self._adopt(SimState(self.account, self.config.initial_cash, self.now), version=-1)
         with self._session(write=True):
@@ -188,8 +211,15 @@ class StoredAccount:
         elif stored != self._state.version:
             self._load(con)
 
+    def _session(self, write: bool) -> ContextManager[None]:
+        """One broker call (``_call``); inside this thread's own ``batch()`` there is nothing
+        to load or write, and this thread already holds the lock, so nothing at all to do."""
+        if self._batch_depth and self._batch_thread == threading.get_ident():
+            return _NOTHING
+        return self._call(write)
+
     @contextmanager
-    def _session(self, write: bool) -> Iterator[None]:
+    def _call(self, write: bool) -> Iterator[None]:
         """One broker call: fresh state in, changes out, in one transaction.
 
         A call that fails after changing memory (it should not: calls validate before
@@ -227,6 +257,7 @@ class StoredAccount:
             if self._batch_depth == 0:
                 with self.store.transaction() as con:
                     self._sync(con)
+                self._batch_thread = threading.get_ident()
             self._batch_depth += 1
             try:
                 yield self

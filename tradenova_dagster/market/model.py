@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
 import numpy as np
@@ -36,12 +36,14 @@ import pandas as pd
 
 from tradenova_dagster.domain import require_aware, require_price
 from tradenova_dagster.market import calendar
-from tradenova_dagster.market.options import MINUTES_PER_YEAR, TRADING_DAYS_PER_YEAR, bs_price, bs_theta
+from tradenova_dagster.market.options import MINUTES_PER_YEAR, TRADING_DAYS_PER_YEAR, bs_price, bs_theta, is_scalar
 
 INTRADAY_VOL_TO_VIX = 0.67  # sqrt(pooled open-to-close realised variance / VIX-implied daily variance)
 OVERNIGHT_VARIANCE_SHARE = 0.35  # close-to-open gap variance / close-to-close variance
 MIN_SMILE_TIME = 1.0 / TRADING_DAYS_PER_YEAR  # below a day the smile stops steepening (avoids 1/sqrt(0))
 _NANOS_PER_MINUTE = 60_000_000_000
+_NANOS_PER_HOUR = 60 * _NANOS_PER_MINUTE
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 # --------------------------------------------------------------------------- clock
@@ -69,16 +71,50 @@ def expiry_close(expiry: date) -> pd.Timestamp:
     return _open_close(calendar.require_trading_day(expiry, "expiry"))[1]
 
 
-def trading_minutes_to_expiry(now: datetime, expiry: date) -> float:
-    """Trading minutes from ``now`` until the close of ``expiry``; 0 once it has passed."""
-    now = pd.Timestamp(require_aware("now", now)).tz_convert("UTC")
-    close = expiry_close(expiry)
-    if now >= close:
-        return 0.0
-    today = now.tz_convert(calendar.NEW_YORK).date()
+@lru_cache(maxsize=4096)
+def _expiry_close_nanos(expiry: date) -> int:
+    """``expiry_close`` in UTC epoch nanoseconds, cached (a refused expiry raises, uncached)."""
+    return expiry_close(expiry).value
+
+
+@lru_cache(maxsize=1 << 16)
+def _session_of_hour(hour: int) -> tuple[date, bool, int, int]:
+    """For the UTC hour ``hour`` (epoch nanoseconds // one hour): its New York date, whether
+    that date trades, and the date's open and close in epoch nanoseconds (0, 0 if not).
+
+    New York is a whole number of hours from UTC, and its clock changes on the hour, so
+    every instant of a UTC hour has the same New York date: one conversion per hour."""
+    today = pd.Timestamp(hour * _NANOS_PER_HOUR, tz="UTC").tz_convert(calendar.NEW_YORK).date()
     if not calendar.is_trading_day(today):
+        return today, False, 0, 0
+    open_, close = _open_close(today)
+    return today, True, open_.value, close.value
+
+
+def utc_nanos(now: datetime) -> int:
+    """``pd.Timestamp(now).value`` (UTC epoch nanoseconds) of an aware datetime, without
+    building a Timestamp for a plain datetime (the simulator asks every quote)."""
+    now = require_aware("now", now)
+    if isinstance(now, pd.Timestamp):
+        return now.value
+    delta = now - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def trading_minutes_to_expiry(now: datetime, expiry: date) -> float:
+    """Trading minutes from ``now`` until the close of ``expiry``; 0 once it has passed.
+
+    Exactly :func:`session_minutes_to_expiry` at one instant (on a day that does not
+    trade, every session after it), in integer nanoseconds and cached calendar facts:
+    the simulator prices a held option several times a bar."""
+    nanos = utc_nanos(now)
+    if nanos >= _expiry_close_nanos(expiry):
+        return 0.0
+    today, trades, open_, close = _session_of_hour(nanos // _NANOS_PER_HOUR)
+    if not trades:
         return full_session_minutes_after(today, expiry)
-    return float(session_minutes_to_expiry(today, np.array([now.value]), expiry)[0])
+    left_today = float(close - max(nanos, open_)) / _NANOS_PER_MINUTE
+    return max(left_today, 0.0) + full_session_minutes_after(today, expiry)
 
 
 def session_minutes_to_expiry(day: date, nanos: np.ndarray, expiry: date) -> np.ndarray:
@@ -120,6 +156,8 @@ class SpreadModel:
     def bid_ask(self, mid, intrinsic=0.0):
         """(bid, ask) around ``mid`` on the tick grid; the bid never below 0, the ask at
         least one tick (a zero ask is not a market). Vectorised over numpy arrays."""
+        if is_scalar(mid, intrinsic):
+            return self._bid_ask_scalar(float(mid), float(intrinsic))
         mid, intrinsic = np.asarray(mid, dtype=float), np.asarray(intrinsic, dtype=float)
         width = np.maximum(self.min_spread, self.pct_of_mid * mid + self.pct_of_intrinsic * intrinsic)
         bid = np.floor((mid - width / 2) / self.tick + 1e-9) * self.tick
@@ -129,6 +167,25 @@ class SpreadModel:
         if bid.ndim:
             return bid, ask
         return float(bid), float(ask)
+
+    def _bid_ask_scalar(self, mid: float, intrinsic: float) -> tuple[float, float]:
+        """``bid_ask`` of one premium, bit for bit: the same float operations, ``np.round``
+        written out as numpy computes it (scale by 10**6, round half to even, scale back)."""
+        tick = self.tick
+        width = max(self.min_spread, self.pct_of_mid * mid + self.pct_of_intrinsic * intrinsic)
+        bid = math.floor((mid - width / 2) / tick + 1e-9) * tick
+        ask = math.ceil((mid + width / 2) / tick - 1e-9) * tick
+        bid = _round6(max(bid, 0.0))
+        return bid, _round6(max(ask, max(bid + tick, tick)))
+
+
+def _round6(x: float) -> float:
+    """``float(np.round(x, 6))`` for a finite float: numpy multiplies by 1e6, rounds half
+    to even (``rint``; Python's ``round`` to an integer does the same) and divides back."""
+    scaled = x * 1e6
+    if not abs(scaled) < 2.0 ** 52:  # past this a float is an integer: leave it to numpy
+        return float(np.round(x, 6))
+    return round(scaled) / 1e6
 
 
 def option_commission(per_contract: float, contracts: float) -> float:
@@ -177,6 +234,11 @@ class MarketModel:
 
     def smile_vol(self, strike, spot, t, vix):
         """Implied volatility of a strike: the expiry's ATM level shaped by the smile."""
+        if is_scalar(strike, spot, t, vix):  # one contract (the simulator): the same operations on floats
+            strike, spot, t, vix = float(strike), float(spot), float(t), float(vix)
+            x = float(np.log(strike / spot)) / math.sqrt(max(t, MIN_SMILE_TIME))
+            atm = vix / 100.0 * min(max(self.term_base + self.term_slope * t, 0.5), 1.2)
+            return atm * min(max(1.0 - self.skew * x + self.curvature * x * x, 0.5), 3.0)
         strike, spot, t = (np.asarray(x, dtype=float) for x in (strike, spot, t))
         x = np.log(strike / spot) / np.sqrt(np.maximum(t, MIN_SMILE_TIME))
         vol = self.atm_iv(vix, t) * np.clip(1.0 - self.skew * x + self.curvature * x * x, 0.5, 3.0)
