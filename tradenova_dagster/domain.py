@@ -135,7 +135,11 @@ class Decision(str, enum.Enum):
         from tradenova_dagster.rules import DECISION_THRESHOLD, direction_for
 
         action = require_finite("action", action)
-        direction = direction_for(action, DECISION_THRESHOLD if threshold is None else threshold)
+        return cls.from_direction(direction_for(action, DECISION_THRESHOLD if threshold is None else threshold))
+
+    @classmethod
+    def from_direction(cls, direction: int) -> "Decision":
+        """+1 BUY_CALL, -1 BUY_PUT, 0 FLAT (the sign of ``rules.direction_for``)."""
         return cls.BUY_CALL if direction > 0 else (cls.BUY_PUT if direction < 0 else cls.FLAT)
 
 
@@ -250,6 +254,14 @@ class Bar:
     def __post_init__(self) -> None:
         object.__setattr__(self, "symbol", require_symbol("symbol", self.symbol))
         require_aware("timestamp", self.timestamp)
+        o, h, low, c, v = self.open, self.high, self.low, self.close, self.volume
+        # The common case (a session builds a Bar every bar) in one chain of comparisons:
+        # plain floats with 0 < low <= open, close <= high < inf and 0 <= volume < inf are
+        # exactly what the checks below accept unchanged (NaN fails every comparison).
+        # Anything else (another number type, a bad value) goes through them.
+        if (type(o) is float and type(h) is float and type(low) is float and type(c) is float and type(v) is float
+                and 0.0 < low <= o <= h < math.inf and low <= c <= h and 0.0 <= v < math.inf):
+            return
         for name in ("open", "high", "low", "close"):
             object.__setattr__(self, name, require_price(name, getattr(self, name)))
         object.__setattr__(self, "volume", require_non_negative("volume", self.volume))
@@ -560,12 +572,16 @@ class Signal:
     def __post_init__(self) -> None:
         require_aware("timestamp", self.timestamp)
         object.__setattr__(self, "symbol", require_symbol("symbol", self.symbol))
-        for name in ("raw_action", "smoothed_action"):
-            value = require_finite(name, getattr(self, name))
-            if not -1.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [-1, 1], got {value!r}")
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "decision", _parse_enum(Decision, self.decision, "decision"))
+        raw, smoothed = self.raw_action, self.smoothed_action
+        # Plain floats in [-1, 1] (NaN fails the comparisons) pass the checks below unchanged.
+        if not (type(raw) is float and type(smoothed) is float and -1.0 <= raw <= 1.0 and -1.0 <= smoothed <= 1.0):
+            for name in ("raw_action", "smoothed_action"):
+                value = require_finite(name, getattr(self, name))
+                if not -1.0 <= value <= 1.0:
+                    raise ValueError(f"{name} must be in [-1, 1], got {value!r}")
+                object.__setattr__(self, name, value)
+        if type(self.decision) is not Decision:
+            object.__setattr__(self, "decision", _parse_enum(Decision, self.decision, "decision"))
         probabilities = require_probabilities(self.p_put, self.p_flat, self.p_call)
         if probabilities is not None:
             for name, value in zip(("p_put", "p_flat", "p_call"), probabilities):
@@ -587,6 +603,13 @@ class Signal:
 
 def require_probabilities(p_put, p_flat, p_call) -> tuple[float, float, float] | None:
     """Three probabilities (each in [0, 1], summing to 1), or all three None."""
+    # A softmax's three plain floats (every signal, every bar): in (0, 1] (NaN fails) and
+    # summing to 1, they are what the general path below returns, unchanged. A zero goes
+    # the general way, which stores -0.0 as 0.0.
+    if (type(p_put) is float and type(p_flat) is float and type(p_call) is float
+            and 0.0 < p_put <= 1.0 and 0.0 < p_flat <= 1.0 and 0.0 < p_call <= 1.0
+            and abs(p_put + p_flat + p_call - 1.0) <= PROBABILITY_TOLERANCE):
+        return p_put, p_flat, p_call
     values = {"p_put": p_put, "p_flat": p_flat, "p_call": p_call}
     missing = [name for name, value in values.items() if value is None]
     if len(missing) == 3:

@@ -9,7 +9,9 @@ never recorded here, they are folded from fills.
 
 Writes are short transactions, or join the session's unit of work. A hot loop (a session
 replay writes several rows per bar) wraps its writes in ``with records.batch(): ...``:
-rows are validated on the call, buffered, and committed together in one transaction.
+rows are validated on the call, buffered (as tuples in column order), and committed
+together in one transaction. A :class:`~tradenova_dagster.domain.Signal` was validated
+when it was built, so ``log_signal`` stores its fields without checking them again.
 ``metrics.MetricsTracker`` reads these tables (it inherits the writers for the seed's
 ``record_trade``).
 """
@@ -28,6 +30,7 @@ from tradenova_dagster.domain import (
     Decision,
     OptionContract,
     Side,
+    Signal,
     position_side,
     require_finite,
     require_non_negative,
@@ -116,27 +119,48 @@ def _utc(field_name: str, value: Any, default: pd.Timestamp | None = None) -> pd
     return ts.tz_convert("UTC")
 
 
-# The UTC bounds of the New York day last asked for, and that day: the rows of a replayed
-# day all fall in it, so each costs two comparisons instead of a time-zone conversion.
-_LAST_DAY: tuple[pd.Timestamp, pd.Timestamp, date] | None = None
+def _instant(field_name: str, value: Any) -> datetime:
+    """``_utc`` for a stored row's time: a UTC datetime (the session's bar times) is kept as
+    it is, not wrapped in a pandas Timestamp per row; DuckDB stores the same instant from
+    either. Anything else goes through ``_utc`` (None: now)."""
+    if isinstance(value, datetime) and value.tzinfo is timezone.utc:
+        return value
+    return _utc(field_name, value)
 
 
-def _session_day(ts: pd.Timestamp) -> date:
-    """The New York date of the instant ``ts``."""
+# The New York day last asked for, and its bounds [midnight, next midnight) in UTC, as
+# Timestamps and as datetimes: the rows of a replayed day all fall in it, so each costs two
+# comparisons with bounds of its own kind (a Timestamp against a datetime costs ~10x more)
+# instead of a time-zone conversion.
+_LAST_DAY: tuple[date, pd.Timestamp, pd.Timestamp, datetime, datetime] | None = None
+
+
+def _session_day(ts: datetime) -> date:
+    """The New York date of the timezone-aware instant ``ts`` (a datetime or a Timestamp)."""
     global _LAST_DAY
     last = _LAST_DAY
-    if last is not None and last[0] <= ts < last[1]:
-        return last[2]
-    day = ts.tz_convert(calendar.NEW_YORK).date()
+    if last is not None:
+        if isinstance(ts, pd.Timestamp):
+            if last[1] <= ts < last[2]:
+                return last[0]
+        elif last[3] <= ts < last[4]:
+            return last[0]
+    day = calendar.as_date(ts)
     # Midnight always exists in New York (clocks change at 2 am), so the day is [midnight, next midnight).
-    _LAST_DAY = (pd.Timestamp(day, tz=calendar.NEW_YORK), pd.Timestamp(day + timedelta(days=1), tz=calendar.NEW_YORK),
-                 day)
+    start = pd.Timestamp(day, tz=calendar.NEW_YORK).tz_convert("UTC")
+    end = pd.Timestamp(day + timedelta(days=1), tz=calendar.NEW_YORK).tz_convert("UTC")
+    _LAST_DAY = (day, start, end, start.to_pydatetime(), end.to_pydatetime())
     return day
+
+
+_DECISIONS = {member.value: member for member in Decision}
 
 
 def _decision(value: Any, field_name: str = "decision") -> Decision:
     if isinstance(value, Decision):
         return value
+    if type(value) is str and value in _DECISIONS:  # the name as the session writes it
+        return _DECISIONS[value]
     if isinstance(value, str):
         key = value.strip().upper()
         for member in Decision:
@@ -154,7 +178,8 @@ class AccountRecords:
         self.store = store
         self.account = require_account(account)
         self.run_id = _optional_text("run_id", run_id)
-        self._pending: dict[str, list[dict]] | None = None
+        self._pending: dict[str, list[tuple]] | None = None  # rows in ``_COLUMNS`` order, per table
+        self._pending_rows = 0
         self._flush_every = 0
 
     @contextmanager
@@ -172,7 +197,7 @@ class AccountRecords:
         if self._pending is not None:
             yield self
             return
-        self._pending = {}
+        self._pending, self._pending_rows = {}, 0
         self._flush_every = flush_every
         try:
             yield self
@@ -188,29 +213,28 @@ class AccountRecords:
             return 0
         pending = self._pending
         with self.store.transaction() as con:
-            count = sum(self._insert(con, table, rows) for table, rows in pending.items())
-        self._pending = {}
+            count = sum(insert_rows(con, table, _COLUMNS[table], rows) for table, rows in pending.items())
+        self._pending, self._pending_rows = {}, 0
         return count
 
-    @staticmethod
-    def _insert(con, table: str, rows: list[dict]) -> int:
-        columns = _COLUMNS[table]
-        return insert_rows(con, table, columns, [tuple(row.get(c) for c in columns) for row in rows])
-
-    def _write(self, table: str, row: dict) -> None:
+    def _write(self, table: str, row: tuple) -> None:
+        """Write (or buffer) one row: a tuple in ``_COLUMNS[table]`` order."""
         if self._pending is None:
             with self.store.transaction() as con:
-                self._insert(con, table, [row])
+                insert_rows(con, table, _COLUMNS[table], [row])
             return
-        self._pending.setdefault(table, []).append(row)
-        if sum(len(rows) for rows in self._pending.values()) >= self._flush_every:
+        rows = self._pending.get(table)
+        if rows is None:
+            rows = self._pending[table] = []
+        rows.append(row)
+        self._pending_rows += 1
+        if self._pending_rows >= self._flush_every:
             self.flush()
 
-    def _stamp(self, account: str | None, run_id: str | None) -> dict:
-        return {
-            "account": require_account(account) if account is not None else self.account,
-            "run_id": _optional_text("run_id", run_id) if run_id is not None else self.run_id,
-        }
+    def _stamp(self, account: str | None, run_id: str | None) -> tuple[str, str | None]:
+        """(account, run_id) of a row: the given ones, checked, or this writer's."""
+        return (require_account(account) if account is not None else self.account,
+                _optional_text("run_id", run_id) if run_id is not None else self.run_id)
 
     def record_trade(
         self,
@@ -255,25 +279,15 @@ class AccountRecords:
         entry_ts = _utc("entry_time", entry_time, default=exit_ts)
         if entry_ts > exit_ts:
             raise ValueError(f"entry_time {entry_ts} is after exit_time {exit_ts}")
-        row = {
-            "trade_id": _optional_text("trade_id", trade_id) or uuid.uuid4().hex,
-            **self._stamp(account, run_id),
-            "day": _session_day(exit_ts),
-            "symbol": symbol,
-            "contract": contract,
-            "side": position_side(side),
-            "qty": require_quantity("qty", qty),
-            "entry_time": entry_ts,
-            "exit_time": exit_ts,
-            "entry_price": require_price("entry_price", entry_price),
-            "exit_price": require_price("exit_price", exit_price),
-            "pnl": require_finite("pnl", pnl),
-            "commission": require_non_negative("commission", commission),
-            "agent": require_agent(agent),
-            "exit_reason": _optional_text("exit_reason", exit_reason),
-        }
-        self._write("trades", row)
-        return row["trade_id"]
+        trade_id = _optional_text("trade_id", trade_id) or uuid.uuid4().hex
+        self._write("trades", (
+            trade_id, *self._stamp(account, run_id), _session_day(exit_ts), symbol, contract, position_side(side),
+            require_quantity("qty", qty), entry_ts, exit_ts, require_price("entry_price", entry_price),
+            require_price("exit_price", exit_price), require_finite("pnl", pnl),
+            require_non_negative("commission", commission), require_agent(agent),
+            _optional_text("exit_reason", exit_reason),
+        ))
+        return trade_id
 
     def record_equity(
         self,
@@ -286,30 +300,22 @@ class AccountRecords:
         run_id: str | None = None,
     ) -> None:
         """Record the account's mark-to-market equity at ``ts`` (None: now)."""
-        ts = _utc("ts", ts)
-        self._write("equity_curve", {
-            **self._stamp(account, run_id),
-            "ts": ts,
-            "day": _session_day(ts),
-            "equity": require_finite("equity", equity),
-            "cash": require_finite("cash", cash),
-            "positions_value": require_finite("positions_value", positions_value),
-        })
+        ts = _instant("ts", ts)
+        self._write("equity_curve", (
+            *self._stamp(account, run_id), ts, _session_day(ts), require_finite("equity", equity),
+            require_finite("cash", cash), require_finite("positions_value", positions_value),
+        ))
 
     def record_session_bar(self, day: date, bar_ts: datetime, direction: int, pnl: float, bars: int,
                            run_id: str | None) -> None:
         """Record that the session acted on the bar starting at ``bar_ts`` (the position the
         signal saw: ``direction``, ``pnl``, ``bars``), in the bar's own unit of work: a
         restart resumes after the last one committed."""
-        self._write("session_bars", {
-            "account": self.account,
-            "run_id": _optional_text("run_id", run_id),  # the session's run, as given
-            "day": day,
-            "bar_ts": _utc("bar_ts", bar_ts),
-            "position_direction": int(direction),
-            "position_pnl": require_finite("position_pnl", pnl),
-            "position_bars": int(bars),
-        })
+        self._write("session_bars", (
+            self.account, day, _instant("bar_ts", bar_ts),
+            _optional_text("run_id", run_id),  # the session's run, as given
+            int(direction), require_finite("position_pnl", pnl), int(bars),
+        ))
 
     def log_prediction(
         self,
@@ -337,24 +343,29 @@ class AccountRecords:
         raw = require_finite("raw_action", raw_action)
         smoothed = raw if smoothed_action is None else require_finite("smoothed_action", smoothed_action)
         choice = Decision.from_action(smoothed) if decision is None else _decision(decision)
-        ts = _utc("timestamp", timestamp)
-        self._write("rl_predictions", {
-            **self._stamp(account, run_id),
-            "ts": ts,
-            "day": _session_day(ts),
-            "model": _require_text("model", model),
-            "symbol": require_symbol("symbol", symbol) if symbol is not None else None,
-            "raw_action": raw,
-            "smoothed_action": smoothed,
-            "decision": choice.value,
-            "p_put": probabilities[0],
-            "p_flat": probabilities[1],
-            "p_call": probabilities[2],
-        })
+        ts = _instant("timestamp", timestamp)
+        self._write("rl_predictions", (
+            *self._stamp(account, run_id), ts, _session_day(ts), _require_text("model", model),
+            require_symbol("symbol", symbol) if symbol is not None else None, raw, smoothed, choice.value,
+            *probabilities,
+        ))
 
     def log_signal(self, signal, *, account: str | None = None, run_id: str | None = None) -> None:
         """Record a :class:`tradenova_dagster.domain.Signal` (the session's per-bar output),
-        with its probabilities when it has them."""
+        with its probabilities when it has them.
+
+        A ``Signal`` checked its fields when it was built (a finite score in [-1, 1], a
+        ``Decision``, a normalised symbol, three probabilities or none, an aware time), so
+        its row is written as ``log_prediction`` would write it without checking them
+        again; anything else signal-like goes through ``log_prediction``."""
+        if type(signal) is Signal:
+            ts = _instant("timestamp", signal.timestamp)
+            self._write("rl_predictions", (
+                *self._stamp(account, run_id), ts, _session_day(ts), _require_text("model", signal.model or "unknown"),
+                signal.symbol, signal.raw_action, signal.smoothed_action, signal.decision.value,
+                signal.p_put, signal.p_flat, signal.p_call,
+            ))
+            return
         self.log_prediction(
             signal.model or "unknown", signal.raw_action, signal.smoothed_action,
             signal.decision, signal.symbol, signal.timestamp,
@@ -386,34 +397,34 @@ class AccountRecords:
             choice = Decision.from_action(signal)
         else:
             choice = _decision(signal, "signal")
-        ts = _utc("timestamp", timestamp)
+        ts = _instant("timestamp", timestamp)
         level = getattr(risk_level, "value", risk_level)
-        self._write("agent_decisions", {
-            **self._stamp(account, run_id),
-            "ts": ts,
-            "day": _session_day(ts),
-            "agent": require_agent(agent),
-            "symbol": require_symbol("symbol", symbol) if symbol is not None else None,
-            "signal": choice.value,
-            "allowed": allowed,
-            "reason": _optional_text("reason", reason) or "",
-            "risk_level": None if level is None else str(level),
-        })
+        self._write("agent_decisions", (
+            *self._stamp(account, run_id), ts, _session_day(ts), require_agent(agent),
+            require_symbol("symbol", symbol) if symbol is not None else None, choice.value, allowed,
+            _optional_text("reason", reason) or "", None if level is None else str(level),
+        ))
 
     def clear_day(self, day: date | str, *, account: str | None = None) -> int:
         """Delete one account's records of one New York day, so that a replay of that
         day (a re-materialised backtest partition) replaces them instead of doubling them.
-        Returns the number of rows deleted. Reports are left alone."""
+        Returns the number of rows deleted. Reports are left alone.
+
+        A backtest clears each day before replaying it, and the day is usually new: one
+        query first finds the tables that hold rows of it, and only those get a DELETE
+        (a statement costs ~0.5 ms even when it deletes nothing)."""
         day = calendar.as_date(day, "day")
         acct = require_account(account) if account is not None else self.account
         self.flush()
+        wheres = {table: "day = ?" for table in DAY_TABLES}
+        wheres["risk_events"] = "CAST(timezone('America/New_York', ts) AS DATE) = ?"  # a time, not a day
         deleted = 0
         with self.store.transaction() as con:
-            for table in DAY_TABLES:
-                deleted += con.execute(
-                    f"DELETE FROM {table} WHERE account = ? AND day = ?", [acct, day]
-                ).fetchone()[0]
-            deleted += con.execute(  # risk events carry a time, not a day
-                "DELETE FROM risk_events WHERE account = ? AND CAST(timezone('America/New_York', ts) AS DATE) = ?",
-                [acct, day]).fetchone()[0]
+            counts = con.execute(" UNION ALL ".join(
+                f"SELECT '{table}', count(*) FROM {table} WHERE account = ? AND {where}"
+                for table, where in wheres.items()), [acct, day] * len(wheres)).fetchall()
+            for table, count in counts:
+                if count:
+                    deleted += con.execute(f"DELETE FROM {table} WHERE account = ? AND {wheres[table]}",
+                                           [acct, day]).fetchone()[0]
         return deleted

@@ -96,6 +96,13 @@ class PositionState:
 FLAT = PositionState()
 
 
+def _clip(value: float) -> float:
+    """``np.clip(value, -OBS_CLIP, OBS_CLIP)`` on one float (a NaN stays NaN, as there)."""
+    if -OBS_CLIP <= value <= OBS_CLIP or value != value:
+        return value
+    return OBS_CLIP if value > 0 else -OBS_CLIP
+
+
 def position_features(direction: int, unrealized_pnl: float, bars_held: int) -> tuple[float, float, float]:
     """The three position features (the env writes them straight into its obs buffer)."""
     return (
@@ -246,6 +253,13 @@ class FeatureBuilder:
     ``math.log`` differs in the last bit now and then) and the volatility window is summed
     oldest first, as ``market_features`` sums it. ``tests/test_rl_env.py`` checks every
     row of a day against the env's features, ``tests/test_signal_speed.py`` random days.
+
+    The row is built as Python floats and becomes a float32 array once (``add_bar``, or
+    ``observation`` with the position appended: what the SignalModel asks for each bar).
+    Clipping each float before the one float32 rounding gives the bits that clipping the
+    float64 row and then rounding gives (±``OBS_CLIP`` are float32 numbers and rounding
+    is monotonic), and each return is clipped once, when it arrives, not on every bar
+    it stays in the window.
     """
 
     def __init__(self, day, context: DayContext):
@@ -260,8 +274,10 @@ class FeatureBuilder:
         self._log_first_open = 0.0
         self._last_log_close = 0.0
         self._last_minute = -1.0
-        self._returns: deque[float] = deque(maxlen=RETURN_WINDOW)  # newest first
+        # Clipped, newest first; zeros before the first bars, as market_features pads the window.
+        self._returns: deque[float] = deque([0.0] * RETURN_WINDOW, maxlen=RETURN_WINDOW)
         self._squares: deque[float] = deque(maxlen=RV_WINDOW)  # oldest first
+        self._context_row = (_clip(context.vix / 100.0), _clip(context.iv_rank / 100.0))
 
     def __len__(self) -> int:
         return self._count
@@ -288,6 +304,17 @@ class FeatureBuilder:
         A refused bar (naive timestamp, outside the session, not after the previous bar,
         a price that is not finite and > 0) raises ValueError and leaves the state as it was.
         """
+        return np.array(self._add(timestamp, open_, close), dtype=np.float32)
+
+    def observation(self, timestamp, open_: float, close: float, position: PositionState) -> np.ndarray:
+        """``add_bar``, then the full observation with ``position`` (what :func:`observation`
+        builds from the row, bit for bit), in one float32 array."""
+        row = self._add(timestamp, open_, close)
+        row += position_features(position.direction, position.unrealized_pnl, position.bars_held)
+        return np.array(row, dtype=np.float32)
+
+    def _add(self, timestamp, open_: float, close: float) -> list[float]:
+        """``add_bar``'s work: the bar's market features as clipped Python floats."""
         minute = self._minute(timestamp)
         if not 0 <= minute < self.session_minutes:
             raise ValueError(f"timestamp {timestamp} is outside the session of {self.day}")
@@ -306,23 +333,22 @@ class FeatureBuilder:
         self._count += 1
         self._last_minute = minute
         self._last_log_close = log_close
-        self._returns.appendleft(z)
+        self._returns.appendleft(_clip(z))
         self._squares.append(z * z)
 
-        row = np.zeros(N_MARKET_FEATURES, dtype=np.float64)
-        row[: len(self._returns)] = self._returns
         window_sum = 0.0
         for square in self._squares:  # oldest first, as market_features adds them
             window_sum += square
-        row[RETURN_WINDOW] = math.sqrt(window_sum / min(self._count, RV_WINDOW))
         elapsed = minute + 1.0
-        row[RETURN_WINDOW + 1] = (log_close - self._log_first_open) / (self._sigma * math.sqrt(elapsed))
-        row[RETURN_WINDOW + 2] = elapsed / self.session_minutes
-        row[RETURN_WINDOW + 3] = (self.session_minutes - elapsed) / FULL_DAY_MINUTES
-        row[RETURN_WINDOW + 4] = self.context.vix / 100.0
-        row[RETURN_WINDOW + 5] = self.context.iv_rank / 100.0
-        np.clip(row, -OBS_CLIP, OBS_CLIP, out=row)
-        return row.astype(np.float32)
+        row = list(self._returns)
+        row += (
+            _clip(math.sqrt(window_sum / min(self._count, RV_WINDOW))),
+            _clip((log_close - self._log_first_open) / (self._sigma * math.sqrt(elapsed))),
+            _clip(elapsed / self.session_minutes),
+            _clip((self.session_minutes - elapsed) / FULL_DAY_MINUTES),
+        )
+        row += self._context_row
+        return row
 
 
 def observation(market_row: np.ndarray, position: PositionState) -> np.ndarray:

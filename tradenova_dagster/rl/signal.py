@@ -21,9 +21,10 @@ is the one that is measured and the one that trades. Two ways to feed it:
   the env's, bit for bit).
 
 A session asks once a bar, ~95,000 times in a replayed year, so the per-bar path is
-kept cheap: the features are updated in O(1), and a plain MLP policy runs in numpy
-(:class:`~tradenova_dagster.rl.inference.NumpyActor`, the torch log-probabilities to
-float32 rounding) instead of a torch forward pass with a batch of one.
+kept cheap: the features are updated in O(1) and come as one float32 observation, a
+plain MLP policy runs in numpy (:class:`~tradenova_dagster.rl.inference.NumpyActor`, the
+torch log-probabilities to float32 rounding) instead of a torch forward pass with a
+batch of one, and the rest is arithmetic on three Python floats.
 
 Every prediction is a :class:`~tradenova_dagster.domain.Signal` (raw score, smoothed
 score, the three smoothed probabilities, decision); with ``record=True`` they are kept
@@ -42,12 +43,12 @@ import numpy as np
 import pandas as pd
 import torch as th
 
-from tradenova_dagster.domain import Bar, Signal
-from tradenova_dagster.rules import DECISION_THRESHOLD, decision_for
+from tradenova_dagster.domain import Bar, Decision, Signal
+from tradenova_dagster.rules import DECISION_THRESHOLD, direction_for
 from tradenova_dagster.store import Store
 from tradenova_dagster.rl import registry
 from tradenova_dagster.rl.discrete import CALL, PUT, is_categorical
-from tradenova_dagster.rl.features import FLAT, N_FEATURES, DayContext, FeatureBuilder, PositionState, observation
+from tradenova_dagster.rl.features import FLAT, N_FEATURES, DayContext, FeatureBuilder, PositionState
 from tradenova_dagster.rl.inference import NumpyActor
 
 DEFAULT_ALPHA = 0.5
@@ -203,6 +204,10 @@ class SignalModel:
         obs = np.asarray(obs, dtype=np.float32).reshape(-1)
         if obs.shape != (N_FEATURES,):
             raise ValueError(f"obs: expected {N_FEATURES} features, got shape {obs.shape}")
+        return self._policy_log_probabilities(obs)
+
+    def _policy_log_probabilities(self, obs: np.ndarray) -> tuple[float, float, float]:
+        """The policy's log-probabilities for a float32 observation of shape ``(N_FEATURES,)``."""
         if self.actor is not None:
             return log_probabilities(self.actor(obs).tolist())
         if self.vec_normalize is not None:
@@ -219,7 +224,10 @@ class SignalModel:
 
     def predict(self, obs: np.ndarray, timestamp: datetime | pd.Timestamp | None = None) -> Signal:
         """The signal for one observation: raw and smoothed score, probabilities, decision."""
-        log_probs = self._log_probabilities(obs)
+        return self._signal(self._log_probabilities(obs), timestamp)
+
+    def _signal(self, log_probs: tuple[float, float, float], timestamp) -> Signal:
+        """Smooth the bar's log-probabilities into the signal (``predict``'s second half)."""
         self._smoothed = smooth(self._smoothed, log_probs, self.alpha)
         raw_probs = probabilities(log_probs)
         probs = raw_probs if self._smoothed is log_probs else probabilities(self._smoothed)
@@ -229,7 +237,7 @@ class SignalModel:
             symbol=self.symbol,
             raw_action=score(raw_probs),
             smoothed_action=smoothed,
-            decision=decision_for(smoothed, self.threshold),
+            decision=Decision.from_direction(direction_for(smoothed, self.threshold)),  # a NaN: refused by Signal
             model=self.model_id,
             p_put=probs[0],
             p_flat=probs[1],
@@ -247,8 +255,8 @@ class SignalModel:
             raise RuntimeError("on_bar() before reset(day, context)")
         if bar.symbol != self.symbol:
             raise ValueError(f"bar.symbol: this model trades {self.symbol}, got {bar.symbol}")
-        row = self._features.add_bar(bar.timestamp, bar.open, bar.close)
-        return self.predict(observation(row, position), bar.timestamp)
+        obs = self._features.observation(bar.timestamp, bar.open, bar.close, position)
+        return self._signal(self._policy_log_probabilities(obs), bar.timestamp)
 
     def flush_predictions(self, store: Store, account: str, run_id: str | None = None) -> int:
         """Write the recorded predictions to ``rl_predictions`` through the metrics tracker

@@ -16,6 +16,7 @@ wait on the clock until then, so nothing downstream can see a bar early (no look
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timezone
 from typing import Callable, Iterator
 
 import numpy as np
@@ -40,12 +41,19 @@ class BarTick:
 
 
 def _ticks(bars: pd.DataFrame, start_index: int = 0) -> Iterator[BarTick]:
+    """The frame's bars as ticks. Starts, ends and prices are converted for the whole frame
+    at once (a Timestamp plus a Timedelta, or a numpy row unpacked into floats, costs
+    microseconds per bar; the same arithmetic on a whole column, nanoseconds)."""
     interval = pd.Timedelta(minutes=int(bars.attrs.get("interval_minutes", 1)))
-    values = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
-    stamps = list(pd.to_datetime(bars["timestamp"], utc=True))
+    times = bars["timestamp"]
+    if not (isinstance(times.dtype, pd.DatetimeTZDtype) and times.dtype.tz is timezone.utc):
+        times = pd.to_datetime(times, utc=True)  # stored bars are UTC already: no conversion for them
+    starts = pd.DatetimeIndex(times)
+    stamps, ends = list(starts), list(starts + interval)
+    opens, highs, lows, closes, volumes = (bars[name].to_numpy(dtype=np.float64).tolist()
+                                           for name in ("open", "high", "low", "close", "volume"))
     for i in range(start_index, len(bars)):
-        o, h, l, c, v = values[i]
-        yield BarTick(i, stamps[i], stamps[i] + interval, float(o), float(h), float(l), float(c), float(v))
+        yield BarTick(i, stamps[i], ends[i], opens[i], highs[i], lows[i], closes[i], volumes[i])
 
 
 class ReplayFeed:
