@@ -78,4 +78,12 @@ def select_contract(underlying: str, day: date, spot: float, direction: int,
                     expiry_sessions: int = EXPIRY_SESSIONS, step: float = STRIKE_STEP) -> OptionContract:
     """The contract a CALL (direction > 0) or PUT (< 0) decision buys on ``day``."""
     kind = OptionType.CALL if direction > 0 else OptionType.PUT
-    return OptionContract(underlying, expiry_for(day, expiry_sessions), kind, atm_strike(spot, step))
+    return _contract(underlying, expiry_for(day, expiry_sessions), kind, atm_strike(spot, step))
+
+
+@lru_cache(maxsize=4096)
+def _contract(underlying: str, expiry: date, kind: OptionType, strike: float) -> OptionContract:
+    """The validated contract (immutable, so one serves every caller): a replayed day asks
+    on every bar that wants an entry, nearly always for one of a few strikes, and building
+    an ``OptionContract`` validates every field."""
+    return OptionContract(underlying, expiry, kind, strike)

@@ -7,6 +7,9 @@ renamed into place) and appends the change to ``history.jsonl`` beside it. Contr
 wait on storage (DESIGN.md §5): no database lock is involved, so the switch is set within
 milliseconds even while a session holds its ledger, and a session reads it every bar by
 a ``stat`` of the file (microseconds), re-reading the JSON only when the file changed.
+From its controls to the end of a bar the session holds one reading (``KillSwitch.held``):
+the controls, the entry gate and the risk level each ask, the file is looked at once; a
+switch set after the controls read it is seen on the next bar.
 
 Scope: ``global.json`` (account ``'*'``, ``GLOBAL``) applies to every account except
 backtests (accounts named ``backtest:...``): a backtest replays the past, and today's
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -104,6 +108,8 @@ class KillSwitch:
         self._cache: dict[str, tuple[tuple, KillSwitchState | None]] = {}  # scope -> (file stamp, state)
         self._paths: dict[str, str] = {}  # scope -> its file (read every bar: built once)
         self._unset = _never_set(self.account)
+        self._holds = 0  # depth of ``held`` blocks
+        self._pinned: KillSwitchState | None = None  # the reading a ``held`` block answers with
         if store is not None:
             _carry_over(store, self.folder)
 
@@ -137,6 +143,22 @@ class KillSwitch:
         self._cache[scope] = (stamp, state)
         return state
 
+    @contextmanager
+    def held(self):
+        """Within the block ``state()`` answers with the block's first reading, however
+        often it is asked: a session holds one reading for a bar's decisions (its
+        controls, the entry gate and the risk level each ask), so the file is looked at
+        once, and a switch set after that reading counts from the next bar. Blocks nest
+        (the outermost decides); ``set`` and ``refresh`` drop the reading, so a writer
+        sees its own change at once."""
+        self._holds += 1
+        try:
+            yield self
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self._pinned = None
+
     def state(self) -> KillSwitchState:
         """The setting that decides for ``account``: an 'on' one (the global first), else
         the most recent change of the scopes that apply.
@@ -144,6 +166,14 @@ class KillSwitch:
         A file that cannot be read or parsed counts as ON (fail closed): the reason says
         which file and why, so a person can fix it; exits are never blocked by the switch.
         """
+        if self._pinned is not None:
+            return self._pinned
+        state = self._state()
+        if self._holds:
+            self._pinned = state
+        return state
+
+    def _state(self) -> KillSwitchState:
         rows = []
         for scope in self._scopes():
             try:
@@ -166,6 +196,7 @@ class KillSwitch:
     def refresh(self) -> KillSwitchState:
         """Forget what was read and read again (e.g. after a file was edited by hand)."""
         self._cache.clear()
+        self._pinned = None
         return self.state()
 
     def history(self, limit: int = 20) -> list[KillSwitchState]:
@@ -200,6 +231,7 @@ class KillSwitch:
         if not isinstance(set_by, str) or not set_by.strip():
             raise ValueError(f"set_by must be a non-empty string, got {set_by!r}")
         new = KillSwitchState(self.account, on, reason.strip(), set_by.strip(), self.clock(), run_id)
+        self._pinned = None
         if self.folder is None:
             self._memory[self.account] = new
             self._history.append(new)

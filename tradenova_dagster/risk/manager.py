@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Callable
@@ -226,6 +227,8 @@ class AdvancedRiskManager:
         self._positions: dict[str, float] = {}  # standalone only (set_positions)
         self._book = None  # the ledger's Book once following
         self._timer = FlushTimer(flush_interval_s)
+        self._holds = 0  # depth of ``held`` blocks
+        self._fresh_in_hold = False  # the shared state was checked in the current ``held`` block
         fresh = RiskState(account=self.account, day=None, start_of_day_equity=initial_balance,
                           peak_equity=initial_balance)
         if store is None:
@@ -256,6 +259,22 @@ class AdvancedRiskManager:
 
     def __exit__(self, *exc) -> None:
         self.flush()
+
+    @contextmanager
+    def held(self):
+        """One reading of the shared risk state for the whole block: it is checked for
+        changes by other processes once (at the block's first read), not at every read. A
+        session holds a bar (marking, the entry gate and the halt check each read the
+        state): a halt set by another process during a bar counts from the next bar;
+        this manager's own changes count at once. The kill switch has its own
+        (``KillSwitch.held``). Blocks nest (the outermost decides)."""
+        self._holds += 1
+        try:
+            yield self
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self._fresh_in_hold = False
 
     # ------------------------------------------------------------------ reading
 
@@ -503,6 +522,12 @@ class AdvancedRiskManager:
         drops the closed symbol's mark) or one total. Halts at once when a loss limit is
         reached; otherwise the marks are written with the next batch.
         """
+        self.mark(equity, unrealized_pnl)
+        return self._level()
+
+    def mark(self, equity: float | None = None, unrealized_pnl: float | Mapping[str, float] | None = None) -> None:
+        """``update_equity`` without the risk level it answers: the level reads the kill
+        switch, and a session, which marks every bar, reads the switch at its controls."""
         if equity is None and unrealized_pnl is None:
             raise ValueError("update_equity needs equity, unrealized_pnl or both")
         if equity is not None:
@@ -526,7 +551,6 @@ class AdvancedRiskManager:
             self._commit(self._halt_if_breached)
         else:
             self._maybe_flush()
-        return self._level()
 
     def record_trade(self, symbol: str, qty: float, entry_price: float, exit_price: float, pnl: float,
                      side: Side | str) -> RiskLevel:
@@ -699,15 +723,18 @@ class AdvancedRiskManager:
         events.append(self._event("halt", rule, None, reason, values))
 
     def _refresh(self) -> None:
-        """Re-read the shared row when another process changed it (cheap when it did not)."""
-        if self._watch is None or not self._watch.needs_reload():
+        """Re-read the shared row when another process changed it (cheap when it did not;
+        once per ``held`` block)."""
+        if self._watch is None or self._fresh_in_hold:
             return
-        stamp = self._watch.stamp_before_read()
-        with self.store.connect() as con:
-            row = load_state(con, self.account)
-        if row is not None:
-            self.state = self._merge(row)
-        self._watch.loaded(stamp)
+        if self._watch.needs_reload():
+            stamp = self._watch.stamp_before_read()
+            with self.store.connect() as con:
+                row = load_state(con, self.account)
+            if row is not None:
+                self.state = self._merge(row)
+            self._watch.loaded(stamp)
+        self._fresh_in_hold = self._holds > 0
 
     def _merge(self, row: RiskState) -> RiskState:
         """The stored row, keeping this process's unsaved marks if they are for the same day."""

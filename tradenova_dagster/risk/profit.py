@@ -178,6 +178,14 @@ class ProfitManager:
             return {k: replace(v) for k, v in self._positions.items()}
         return {s: self._get(s) for s, p in self._book.positions.items() if p.qty > EPS}
 
+    def covers(self, symbol: str) -> bool:
+        """Whether ``symbol`` is under the ladder (``symbol in positions()``, without
+        building every position: a session asks on every bar it holds something)."""
+        if self._book is None:
+            return symbol in self._positions
+        held = self._book.positions.get(symbol)
+        return held is not None and held.qty > EPS
+
     def locked_gain(self, symbol: str) -> float:
         """The gain the position is protected at: -stop_loss_pct, or the trail once armed."""
         return self._locked_gain(self._get(require_symbol("symbol", symbol)))
@@ -242,7 +250,9 @@ class ProfitManager:
         are kept either way."""
         symbol = require_symbol("symbol", symbol)
         price = require_price("price", price)
-        pos = replace(self._get(symbol))
+        pos = self._get(symbol)
+        if self._book is None:
+            pos = replace(pos)  # standalone, _get returns the kept position: work on a copy
         cfg = self.config
         best_before = pos.best_price
         if pos.sign * (price - pos.best_price) > 0:

@@ -324,10 +324,8 @@ def _book_flatten(runtime: Runtime, client_order_ids: list[str], reason: str) ->
     """Record the flatten's orders and fills in the ledger, as the session records its own,
     so that positions (from fills) and the ladder agree with the broker afterwards."""
     from tradenova_dagster.broker.base import NotFound
-    from tradenova_dagster.ledger import AccountLedger
 
-    ledger = AccountLedger(runtime.store, runtime.account, run_id=runtime.run_id,
-                           fee_per_contract=runtime.fee_per_contract)
+    ledger = runtime.account_ledger()
     now = runtime.executor.now()
     with runtime.store.unit_of_work():
         runtime.profit.follow(ledger.book)

@@ -42,7 +42,6 @@ import pandas as pd
 
 from tradenova_dagster import rules
 from tradenova_dagster.domain import Bar, Decision, OptionContract, OptionType, Side
-from tradenova_dagster.ledger import AccountLedger
 from tradenova_dagster.market import calendar
 from tradenova_dagster.ledger.view import write_view
 from tradenova_dagster.market.bars_store import load_stored_bars
@@ -88,8 +87,7 @@ class TradingSession(OrderFlow):
         self.agent = agent
         self.history = history
         self.account = runtime.account
-        self.ledger = AccountLedger(runtime.store, runtime.account, run_id=runtime.run_id,
-                                    fee_per_contract=runtime.fee_per_contract)
+        self.ledger = runtime.account_ledger()  # a backtest carries one across its days
         self.report = SessionReport(self.day, self.account)
         self._in_flight: dict[str, InFlight] = {}
         self._blocked_entry: int = 0  # a direction whose entry the broker refused, until the signal changes
@@ -98,6 +96,7 @@ class TradingSession(OrderFlow):
         self._alerted: set[str] = set()
         self._stop_reason = ""
         self._seen = (0, 0.0, 0)  # the position the signal saw on the current bar
+        self._bar_quotes: dict = {}  # symbol -> the broker's quote on the current bar (``_quote``)
 
     # ------------------------------------------------------------------ the loop
 
@@ -132,10 +131,12 @@ class TradingSession(OrderFlow):
                    tick.end if tick else self.clock.now())
 
     def _buffered(self):
-        """Buffer the broker's and the records' writes; they flush into the open unit of work."""
+        """Buffer the ledger's, the broker's and the records' writes; they flush into the open
+        unit of work (the bar's, or the day's for a fast replay)."""
         from contextlib import ExitStack
 
         stack = ExitStack()
+        stack.enter_context(self.ledger.batch())
         if self.rt.sim is not None:
             stack.enter_context(self.rt.sim.batch())
         stack.enter_context(self.rt.records.batch())
@@ -147,32 +148,39 @@ class TradingSession(OrderFlow):
         self.rt.profit.flush()
 
     def _on_bar(self, tick: BarTick) -> None:
-        self.report.bars += 1
-        if self.rt.sim is not None and not tick.stale:
-            prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
-            vix = self.context.vix if self.context is not None else None  # None: the simulator's default level
-            self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=vix)
-        self._poll_orders(tick.end)
-        positions = self.rt.broker.get_positions()  # once a bar: strays and the mark read the same answer
-        self._adopt_strays(tick, positions)
-        equity = self._mark_to_market(tick, positions)
-        if self.report.start_equity is None:
-            self.report.start_equity = equity
-        signal = None
-        if self.entries_blocked:  # what an entry needs could not be read at the start
-            self._no_entry(tick, self.entries_blocked)
-        elif tick.stale:  # no bar came: exits on the broker's quotes, nothing new
-            self._no_entry(tick, "stale feed: no new bar; exits only")
-        else:
-            try:
-                signal = self._signal(tick)
-            except Exception as exc:  # noqa: BLE001 - fail closed: a model that cannot answer decides nothing
-                self._no_entry(tick, f"signal unavailable: {exc!r}")
-        self._controls_and_orders(tick, signal)
-        if self.rt.risk.is_halted:
-            state = self.rt.risk.state
-            self._alert_once("halt", f"risk halted: {state.halt_reason}", {"rule": state.halt_rule})
-        self._commit_bar(tick)
+        """One bar (steps 1-8 of the module docstring). The shared risk state is read once
+        for the bar, and the kill switch once from the controls on (``held``): the steps
+        that ask again decide on the same reading, and a change made elsewhere during the
+        bar counts from the next one (a switch set before the controls, from this one)."""
+        with self.rt.risk.held():
+            self.report.bars += 1
+            self._bar_quotes.clear()
+            if self.rt.sim is not None and not tick.stale:
+                prices = {"open": tick.open, "high": tick.high, "low": tick.low, "close": tick.close}
+                vix = self.context.vix if self.context is not None else None  # None: the simulator's default level
+                self.rt.sim.on_bar(tick.timestamp, self.settings.symbol, prices, vix=vix)
+            self._poll_orders(tick.end)
+            positions = self.rt.broker.get_positions()  # once a bar: strays and the mark read the same answer
+            self._adopt_strays(tick, positions)
+            equity = self._mark_to_market(tick, positions)
+            if self.report.start_equity is None:
+                self.report.start_equity = equity
+            signal = None
+            if self.entries_blocked:  # what an entry needs could not be read at the start
+                self._no_entry(tick, self.entries_blocked)
+            elif tick.stale:  # no bar came: exits on the broker's quotes, nothing new
+                self._no_entry(tick, "stale feed: no new bar; exits only")
+            else:
+                try:
+                    signal = self._signal(tick)
+                except Exception as exc:  # noqa: BLE001 - fail closed: a model that cannot answer decides nothing
+                    self._no_entry(tick, f"signal unavailable: {exc!r}")
+            with self.rt.kill_switch.held():
+                self._controls_and_orders(tick, signal)
+                if self.rt.risk.is_halted:
+                    state = self.rt.risk.state
+                    self._alert_once("halt", f"risk halted: {state.halt_reason}", {"rule": state.halt_rule})
+            self._commit_bar(tick)
 
     def _signal(self, tick: BarTick):
         bar = Bar(self.settings.symbol, tick.timestamp.to_pydatetime(), tick.open, tick.high, tick.low, tick.close,
@@ -269,10 +277,12 @@ class TradingSession(OrderFlow):
             return (0, 0.0, 0)
         symbol, pos = next(iter(holdings.items()))
         direction = self._direction(symbol)
-        mid = self.rt.broker.get_quote(symbol).mid  # raises: the signal then decides nothing this bar
+        mid = self._quote(symbol).mid  # raises: the signal then decides nothing this bar
         pnl = (mid - pos.avg_entry_price) / pos.avg_entry_price if pos.avg_entry_price > 0 else 0.0
-        interval = tick.end - tick.timestamp
-        bars = int((tick.end - pd.Timestamp(pos.opened_at)) / interval) if pos.opened_at is not None else 0
+        # Bars held, in integer nanoseconds (what pandas' Timedelta division computes, without
+        # building two Timedeltas a bar).
+        interval = tick.end.value - tick.timestamp.value
+        bars = int((tick.end.value - pd.Timestamp(pos.opened_at).value) / interval) if pos.opened_at is not None else 0
         return (direction, float(pnl), max(bars, 0))
 
     # ------------------------------------------------------------------ fills
@@ -292,7 +302,10 @@ class TradingSession(OrderFlow):
     def _adopt_strays(self, tick: BarTick, positions) -> None:
         """A position of ours at the broker that the ledger does not know, with no order of
         ours in flight for it (an order the broker said it never got, then took late): the
-        broker's word is booked as a ``reconcile`` fill, so the stop and the flatten cover it."""
+        broker's word is booked as a ``reconcile`` fill, so the stop and the flatten cover it.
+        Nothing held on either side (most bars): nothing can differ, nothing to compare."""
+        if not positions and not self.ledger.book.positions:
+            return
         busy = {flight.symbol for flight in self._in_flight.values()}
         strays = reconcile_positions(self.rt, self.ledger, lambda s: self._ours(s) and s not in busy,
                                      tick.end.to_pydatetime(), positions)
@@ -303,8 +316,8 @@ class TradingSession(OrderFlow):
     def _mark_to_market(self, tick: BarTick, positions) -> float:
         account = self.rt.broker.get_account()
         value = sum(p.market_value for p in positions)
-        self.rt.risk.update_equity(account.equity, self._unrealized(positions))
-        self.rt.records.record_equity(tick.end.to_pydatetime(), account.equity, account.cash, value)
+        self.rt.risk.mark(account.equity, self._unrealized(positions))
+        self.rt.records.record_equity(tick.end, account.equity, account.cash, value)
         self.report.end_equity = account.equity
         self.report.open_positions = len(positions)
         return account.equity
@@ -321,10 +334,10 @@ class TradingSession(OrderFlow):
 
     def _ladder_exits(self, tick: BarTick) -> None:
         for symbol in self._holdings():
-            if self._closing(symbol) or symbol not in self.rt.profit.positions() or not self._may_exit(symbol):
+            if self._closing(symbol) or not self.rt.profit.covers(symbol) or not self._may_exit(symbol):
                 continue
             try:
-                quote = self.rt.broker.get_quote(symbol)
+                quote = self._quote(symbol)
             except Exception as exc:  # noqa: BLE001 - no price, no ladder decision; the next bar asks again
                 self.rt.record("session", "quote_unavailable", {"symbol": symbol, "bar": tick.end.isoformat(),
                                                                  "error": repr(exc), "for": "ladder"})
@@ -340,16 +353,25 @@ class TradingSession(OrderFlow):
         wanted = _DIRECTION[signal.decision]
         if wanted != self._blocked_entry:
             self._blocked_entry = 0  # the signal changed its mind: a new decision
-        for symbol in self._holdings():
+        holdings = self._holdings()  # a sell only sends an order: the book changes when it fills
+        for symbol in holdings:
             if self._direction(symbol) != wanted and not self._closing(symbol) and self._may_exit(symbol):
                 self._sell(symbol, self.ledger.book.qty(symbol), "signal_exit", f"signal {signal.decision.value}", tick)
-        if wanted == 0 or any(self._direction(s) == wanted for s in self._holdings()):
+        if wanted == 0 or any(self._direction(s) == wanted for s in holdings):
             return
         if any(f.intent == "entry" for f in self._in_flight.values()):
             return
         if wanted == self._blocked_entry:
             return  # the broker refused this entry; not re-sent until the signal changes
         self._enter(tick, signal, wanted)
+
+    def _quote(self, symbol: str):
+        """The broker's quote for a holding on this bar, asked once: the signal's view of
+        the position and the ladder decide on the same price (a failed ask is not kept)."""
+        quote = self._bar_quotes.get(symbol)
+        if quote is None:
+            quote = self._bar_quotes[symbol] = self.rt.broker.get_quote(symbol)
+        return quote
 
     @staticmethod
     def _direction(symbol: str) -> int:
@@ -359,25 +381,25 @@ class TradingSession(OrderFlow):
         """Enter ``direction`` if risk allows: the rules that need no price first, so a bar
         refused by a halt or a lockout prices nothing; then the quote and the full check."""
         s = self.settings
-        contract = rules.select_contract(s.symbol, self.day, tick.close, direction, s.expiry_days, s.strike_step)
-        allowed, reason, level = self.rt.risk.entry_gate(contract.symbol, s.contracts, iv_rank=self.context.iv_rank,
+        symbol = rules.select_contract(s.symbol, self.day, tick.close, direction, s.expiry_days, s.strike_step).symbol
+        allowed, reason, level = self.rt.risk.entry_gate(symbol, s.contracts, iv_rank=self.context.iv_rank,
                                                          vix=self.context.vix)
         if allowed:
             try:
-                quote = self.rt.broker.get_quote(contract.symbol)
+                quote = self.rt.broker.get_quote(symbol)
                 if not quote.ask > 0:
-                    raise ValueError(f"no ask for {contract.symbol} (bid {quote.bid}, ask {quote.ask})")
+                    raise ValueError(f"no ask for {symbol} (bid {quote.bid}, ask {quote.ask})")
             except Exception as exc:  # noqa: BLE001 - fail closed: no price, no entry
-                self._no_entry(tick, f"quote unavailable for {contract.symbol}: {exc!r}", signal, contract.symbol)
+                self._no_entry(tick, f"quote unavailable for {symbol}: {exc!r}", signal, symbol)
                 return
             allowed, reason, level = self.rt.risk.check_trade_allowed(
-                contract.symbol, s.contracts, quote.ask, Side.BUY, iv_rank=self.context.iv_rank, vix=self.context.vix,
+                symbol, s.contracts, quote.ask, Side.BUY, iv_rank=self.context.iv_rank, vix=self.context.vix,
                 spread_pct=quote.spread_pct, is_exit=False,
             )
         if allowed:
-            result = self.rt.executor.execute_order(contract.symbol, s.contracts, Side.BUY, quote=quote,
+            result = self.rt.executor.execute_order(symbol, s.contracts, Side.BUY, quote=quote,
                                                     intent="entry", bar_time=tick.timestamp.to_pydatetime())
-            sent = self._track(result, contract.symbol, Side.BUY, s.contracts, "entry",
+            sent = self._track(result, symbol, Side.BUY, s.contracts, "entry",
                                f"signal {signal.decision.value}: {reason}", tick)
             if sent:
                 self.report.entries += 1
@@ -386,8 +408,8 @@ class TradingSession(OrderFlow):
                 allowed, reason = False, f"{reason}; broker: {result.outcome} ({result.error})"
         else:
             self.report.refusals += 1
-        self.rt.records.log_decision(self.agent, signal.decision.value, allowed, reason, symbol=contract.symbol,
-                                     timestamp=tick.end.to_pydatetime(), risk_level=getattr(level, "value", str(level)))
+        self.rt.records.log_decision(self.agent, signal.decision, allowed, reason, symbol=symbol, timestamp=tick.end,
+                                     risk_level=level.value if hasattr(level, "value") else str(level))
 
     def _alert_once(self, key: str, title: str, detail: dict) -> None:
         """An alert per cause and session (``key``: the kind, or kind:symbol), not one per bar."""

@@ -8,7 +8,9 @@ every part that writes the account, so a session bar's writes, whichever part ma
 join one transaction (``Store.unit_of_work``); ``shared`` is the database every account
 reads market data, market context and models from (``None``: the ledger file itself,
 for tests and one-file set-ups). ``lease`` is the account's lease when the run holds it;
-the session heartbeats it every bar.
+the session heartbeats it every bar. ``ledger``: the account's ``AccountLedger`` when the
+caller keeps one across days (a backtest: its days follow one another on one ledger,
+which would otherwise be read whole again each day); ``None``: each session reads its own.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:  # the annotations only; importing the parts here would import
     from tradenova_dagster.broker.base import Broker
     from tradenova_dagster.broker.executor import BrokerExecutor
     from tradenova_dagster.broker.sim import SimBroker
+    from tradenova_dagster.ledger.account import AccountLedger
     from tradenova_dagster.ledger.lease import AccountLease
     from tradenova_dagster.ledger.records import AccountRecords
     from tradenova_dagster.risk.kill_switch import KillSwitch
@@ -45,6 +48,15 @@ class Runtime:
     shared: "Store | None" = None
     lease: "AccountLease | None" = None
     alerts: "Alerter | None" = None  # None: alerts are recorded, not sent (backtests)
+    ledger: "AccountLedger | None" = None
+
+    def account_ledger(self) -> "AccountLedger":
+        """The account's ledger: the one this runtime carries, else a fresh read of the file."""
+        if self.ledger is not None:
+            return self.ledger
+        from tradenova_dagster.ledger.account import AccountLedger
+
+        return AccountLedger(self.store, self.account, run_id=self.run_id, fee_per_contract=self.fee_per_contract)
 
     @property
     def market(self) -> "Store":
