@@ -15,6 +15,8 @@ next: what a long backtest wants. Re-materialising a day replaces that day.
 so the command line and the UI share one path.
 """
 
+import time
+
 import dagster as dg
 import pandas as pd
 
@@ -27,8 +29,16 @@ from tradenova_dagster.session.engine import SessionSettings
 
 
 DAY_COLUMNS = {"day": "string", "trades": "int", "entries": "int", "refused": "int", "pnl": "float", "flat": "bool",
-               "stopped": "bool"}  # days_table's schema
-DAY_DONE = "backtest day done:"  # each day's log line starts so (``tradenova backtest`` counts them)
+               "stopped": "string"}  # days_table's schema
+MONTH_COLUMNS = {"month": "string", "days": "int", "trades": "int", "entries": "int", "refused": "int",
+                 "pnl": "float", "days_flat": "int"}  # months_table's schema
+# Dagster copies a run's metadata onto every partition it materialised: a year's day table
+# (250 rows) written 250 times cost seconds and buried the UI, so a longer run shows months.
+DAYS_TABLE_MAX = 31
+DAY_DONE = "backtest day done:"  # progress lines start so, then "<days done>/<days>" (``tradenova backtest`` reads it)
+# At most one progress line a second (and the first and last day's): each log line is an
+# event Dagster commits to its storage, ~20-50 ms here, as long as replaying a day.
+PROGRESS_EVERY_S = 1.0
 
 
 class BacktestConfig(dg.Config):
@@ -65,11 +75,13 @@ def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, stor
     account = backtest_account(backtest_id)
     signal = build_strategy(config.strategy, seed=config.seed, model_path=config.model_path, store=db)
     source = market_data.get_source()
-    rows = []
-    days = backtest_days(db, source, [partition_day(key) for key in context.partition_keys], signal, backtest_id,
+    rows, keys, logged = [], context.partition_keys, None
+    days = backtest_days(db, source, [partition_day(key) for key in keys], signal, backtest_id,
                          initial_cash=config.initial_cash, settings=SessionSettings(contracts=config.contracts))
-    for key, (_, report) in zip(context.partition_keys, days):  # in order: the account carries from day to day
-        context.log.info(f"{DAY_DONE} {key} {report.summary()}")
+    for done, (key, (_, report)) in enumerate(zip(keys, days), 1):  # in order: the account carries over
+        if logged is None or done == len(keys) or time.monotonic() - logged >= PROGRESS_EVERY_S:
+            context.log.info(f"{DAY_DONE} {done}/{len(keys)} {key} {report.summary()}")
+            logged = time.monotonic()
         rows.append({"day": key, "trades": report.trades, "entries": report.entries, "refused": report.refusals,
                      "pnl": round((report.end_equity or 0) - (report.start_equity or 0), 2),
                      "flat": report.flat, "stopped": report.stopped})
@@ -90,7 +102,17 @@ def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, stor
             "sharpe_ratio": metrics.get("sharpe_ratio"),
             "max_drawdown": metrics.get("max_drawdown"),
             "win_rate": metrics.get("win_rate"),
-            "days_table": table_metadata(rows, DAY_COLUMNS),
+            **({"days_table": table_metadata(rows, DAY_COLUMNS)} if len(rows) <= DAYS_TABLE_MAX
+               else {"months_table": table_metadata(by_month(table), MONTH_COLUMNS)}),
             "report": f"materialise daily_report with config account={account!r} to see it day by day",
         }
     )
+
+
+def by_month(days: pd.DataFrame) -> list[dict]:
+    """The day rows of a backtest summed by calendar month (``months_table``)."""
+    months = days.assign(month=days["day"].str[:7]).groupby("month", sort=True)
+    return [{"month": month, "days": len(group), "trades": int(group["trades"].sum()),
+             "entries": int(group["entries"].sum()), "refused": int(group["refused"].sum()),
+             "pnl": round(float(group["pnl"].sum()), 2), "days_flat": int(group["flat"].sum())}
+            for month, group in months]

@@ -16,8 +16,9 @@ same tags as the UI's, visible in the UI afterwards. How it runs depends on the 
   schedules and sensors launch): the run executes in this process, as it always did.
 
 Progress comes from the run's own event log, read with a cursor (only new events each
-poll): each log message that starts with the command's marker is one step done, and the
-rest of its text is shown beside the bar.
+poll): each log message that starts with the command's marker is one step done (or, when
+its text starts with ``<done>/<total>``, that many steps in all), and the rest of its text
+is shown beside the bar.
 
 Ctrl-C cancels every run the command started that has not ended, instead of leaving it
 queued, running on the daemon, or (in-process) STARTED forever, prints one line per run
@@ -30,6 +31,7 @@ Dagster's own interrupt handling ends it CANCELED and tears its resources down.
 from __future__ import annotations
 
 import ctypes
+import re
 import sys
 import threading
 import time
@@ -52,6 +54,8 @@ CODE_ATTRIBUTE = "defs"  # the module's Definitions
 CODE_LOCATION = "tradenova"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _POLL_S = 0.25
+_IN_PROCESS_POLL_S = 1.0
+_STEPS_DONE = re.compile(r"(\d+)/\d+\b")  # a progress line that counts its steps itself
 _DAEMON_STALE_S = 60.0  # a heartbeat older than this is a daemon that is not running
 _NO_DAEMON_GRACE_S = 15.0  # how long a queued run may wait before a missing daemon is reported
 _CANCEL_WAIT_S = 20.0  # how long Ctrl-C waits for a canceled run to end before saying it is still canceling
@@ -147,8 +151,10 @@ class Launcher:
         follower = _Follower(self.instance, run_id, marker, progress)
         worker = self._workers.get(run_id)
         while worker is not None and not worker.done.is_set():
-            follower.poll()
-            worker.done.wait(_POLL_S)
+            # In-process: only the new log lines, once a second; the run's status is the
+            # worker's to tell. Each read holds the interpreter lock the run needs too.
+            follower.read_progress()
+            worker.done.wait(_IN_PROCESS_POLL_S)
         if worker is not None:
             del self._workers[run_id]
             worker.raise_error()
@@ -299,16 +305,22 @@ class _Follower:
         run = self.instance.get_run_by_id(self.run_id)
         if run is None:
             return None
+        self.read_progress()
+        if run.status == dg.DagsterRunStatus.QUEUED:
+            self._queue_news(run)
+        return run
+
+    def read_progress(self) -> None:
+        """Report the progress lines logged since the last read."""
         page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor)
         self.cursor = page.cursor
         for record in page.records:
             message = record.event_log_entry.user_message
             if message.startswith(self.marker):
-                self.steps += 1
-                self._tell(self.steps, message[len(self.marker):].strip())
-        if run.status == dg.DagsterRunStatus.QUEUED:
-            self._queue_news(run)
-        return run
+                text = message[len(self.marker):].strip()
+                count = _STEPS_DONE.match(text)  # "<done>/<total> ...": a line that speaks for several steps
+                self.steps = int(count.group(1)) if count else self.steps + 1
+                self._tell(self.steps, text)
 
     def _queue_news(self, run: dg.DagsterRun) -> None:
         now = time.time()

@@ -95,3 +95,49 @@ def test_the_session_refuses_to_trade_a_day_its_model_was_trained_on(tradenova_h
     with pytest.raises(ValueError, match="which includes 2026-11-18: that is look-ahead"):
         backtest_day(store, get_source("synthetic"), "2026-11-18", signal, "peek")
     assert ledger_store("backtest:peek").query("SELECT count(*) FROM orders") == [(0,)]
+
+
+def test_a_range_is_one_planned_event_and_progress_lines_count_their_days(tradenova_home, monkeypatch):
+    """Each event is a commit to Dagster's storage (20-50 ms here): a year's backtest must not
+    write a planned event and a log line per day. Progress lines, at most one a second (here
+    none between the first and the last), say how many days are done, and the command's
+    follower counts every day from them."""
+    import assets.backtest
+    from assets.backtest import DAY_DONE
+    from ops.launch import _Follower
+
+    monkeypatch.setattr(assets.backtest, "PROGRESS_EVERY_S", 3600.0)
+    assert main(["backtest", "--start", DAYS[0], "--end", DAYS[1], "--strategy", "flat", "--id", "events",
+                 "--no-progress"]) == 0
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs(dg.RunsFilter(job_name="backtest_job"))
+        events = instance.all_logs(run.run_id)
+        kinds = [e.dagster_event.event_type for e in events if e.dagster_event]
+        assert kinds.count(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED) == 1
+        assert kinds.count(dg.DagsterEventType.ASSET_MATERIALIZATION) == 3  # one per day, for the UI
+        lines = [e.user_message for e in events if e.user_message.startswith(DAY_DONE)]
+        assert [line.split()[3:5] for line in lines] == [["1/3", DAYS[0]], ["3/3", DAYS[1]]]
+        told = []
+        _Follower(instance, run.run_id, DAY_DONE, lambda steps, text: told.append(steps)).poll()
+        assert told == [1, 3]
+
+
+@pytest.mark.slow
+def test_a_backtest_longer_than_a_month_shows_months_not_every_day(tradenova_home):
+    """Dagster copies a run's metadata onto each of its partitions: a long backtest carries
+    a table by month, whose trades agree with the ledger's, instead of every day's row."""
+    from assets.backtest import DAYS_TABLE_MAX
+
+    assert main(["backtest", "--start", "2026-09-28", "--end", DAYS[1], "--strategy", "always-call",
+                 "--id", "long", "--no-progress"]) == 0
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs(dg.RunsFilter(job_name="backtest_job"))
+        metadata = [e.dagster_event.step_materialization_data.materialization.metadata
+                    for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)]
+    assert len(metadata) > DAYS_TABLE_MAX and "days_table" not in metadata[0]
+    months = [record.data for record in metadata[0]["months_table"].value.records]
+    assert [m["month"] for m in months] == ["2026-09", "2026-10", "2026-11"]
+    assert sum(m["days"] for m in months) == len(metadata)
+    ledger = dict(ledger_store("backtest:long").query(
+        "SELECT strftime(day, '%Y-%m'), count(*) FROM trades WHERE account = 'backtest:long' GROUP BY 1"))
+    assert {m["month"]: m["trades"] for m in months} == ledger and sum(ledger.values()) > 0
