@@ -11,6 +11,11 @@ model (``tradenova_dagster.strategies``).
 The single-run backfill policy replays a whole range in one run (one process, the model
 loaded once), day after day in order, since the account carries over from one day to the
 next: what a long backtest wants. Re-materialising a day replaces that day.
+
+Each partition's materialisation carries that day's numbers (``day_trades``, ``day_pnl``,
+...); the last day's also carries the whole run's summary (``days``, ``pnl``, the metrics
+and the table of days or months). Dagster would copy a run's metadata onto every
+partition: a year's summary serialised and committed 251 times cost seconds.
 ``tradenova backtest`` launches this same asset (``backtest_job``) on the Dagster instance,
 so the command line and the UI share one path.
 """
@@ -32,9 +37,7 @@ DAY_COLUMNS = {"day": "string", "trades": "int", "entries": "int", "refused": "i
                "stopped": "string"}  # days_table's schema
 MONTH_COLUMNS = {"month": "string", "days": "int", "trades": "int", "entries": "int", "refused": "int",
                  "pnl": "float", "days_flat": "int"}  # months_table's schema
-# Dagster copies a run's metadata onto every partition it materialised: a year's day table
-# (250 rows) written 250 times cost seconds and buried the UI, so a longer run shows months.
-DAYS_TABLE_MAX = 31
+DAYS_TABLE_MAX = 31  # a longer run's summary shows a row per month: 250 day rows are not read
 DAY_DONE = "backtest day done:"  # progress lines start so, then "<days done>/<days>" (``tradenova backtest`` reads it)
 # At most one progress line a second (and the first and last day's): each log line is an
 # event Dagster commits to its storage, ~20-50 ms here, as long as replaying a day.
@@ -82,31 +85,35 @@ def backtest_day(context: dg.AssetExecutionContext, config: BacktestConfig, stor
         if logged is None or done == len(keys) or time.monotonic() - logged >= PROGRESS_EVERY_S:
             context.log.info(f"{DAY_DONE} {done}/{len(keys)} {key} {report.summary()}")
             logged = time.monotonic()
-        rows.append({"day": key, "trades": report.trades, "entries": report.entries, "refused": report.refusals,
-                     "pnl": round((report.end_equity or 0) - (report.start_equity or 0), 2),
-                     "flat": report.flat, "stopped": report.stopped})
+        row = {"day": key, "trades": report.trades, "entries": report.entries, "refused": report.refusals,
+               "pnl": round((report.end_equity or 0) - (report.start_equity or 0), 2),
+               "flat": report.flat, "stopped": report.stopped}
+        rows.append(row)
+        context.add_asset_metadata(day_metadata(row), partition_key=key)
     table = pd.DataFrame(rows)
     metrics = MetricsTracker(store=store.ledger(account), account=account,
                              initial_capital=config.initial_cash).calculate_metrics(
         lookback_days=len(trading_day_partitions.get_partition_keys()), as_of=context.partition_keys[-1])
+    context.add_asset_metadata({
+        "days": len(rows),
+        "trades": int(table["trades"].sum()),
+        "pnl": float(table["pnl"].sum()),
+        "all_flat_at_close": bool(table["flat"].all()),
+        "sharpe_ratio": metrics.get("sharpe_ratio"),
+        "max_drawdown": metrics.get("max_drawdown"),
+        "win_rate": metrics.get("win_rate"),
+        **({"days_table": table_metadata(rows, DAY_COLUMNS)} if len(rows) <= DAYS_TABLE_MAX
+           else {"months_table": table_metadata(by_month(table), MONTH_COLUMNS)}),
+        "report": f"materialise daily_report with config account={account!r} to see it day by day",
+    }, partition_key=keys[-1])
     return dg.MaterializeResult(
-        metadata={
-            "backtest": account,
-            "strategy": config.strategy,
-            "model": signal.model_id,
-            "source": source.name,
-            "days": len(rows),
-            "trades": int(table["trades"].sum()),
-            "pnl": float(table["pnl"].sum()),
-            "all_flat_at_close": bool(table["flat"].all()),
-            "sharpe_ratio": metrics.get("sharpe_ratio"),
-            "max_drawdown": metrics.get("max_drawdown"),
-            "win_rate": metrics.get("win_rate"),
-            **({"days_table": table_metadata(rows, DAY_COLUMNS)} if len(rows) <= DAYS_TABLE_MAX
-               else {"months_table": table_metadata(by_month(table), MONTH_COLUMNS)}),
-            "report": f"materialise daily_report with config account={account!r} to see it day by day",
-        }
-    )
+        metadata={"backtest": account, "strategy": config.strategy, "model": signal.model_id, "source": source.name})
+
+
+def day_metadata(row: dict) -> dict:
+    """One day's numbers, on that day's partition (``row`` as in days_table)."""
+    return {"day_trades": row["trades"], "day_entries": row["entries"], "day_refused": row["refused"],
+            "day_pnl": row["pnl"], "flat_at_close": row["flat"], "stopped": row["stopped"]}
 
 
 def by_month(days: pd.DataFrame) -> list[dict]:

@@ -12,8 +12,6 @@ import dagster as dg
 
 from assets.partitions import partition_day, trading_day_partitions
 from resources.store import StoreResource
-from tradenova_dagster.metrics.report import build_daily_report, display_tables
-from tradenova_dagster.metrics.tearsheet import configured_source
 from tradenova_dagster.metrics.tracker import DEFAULT_ACCOUNT, MetricsTracker
 
 
@@ -54,6 +52,9 @@ def _number(value) -> dg.MetadataValue:
 def daily_report(
     context: dg.AssetExecutionContext, config: DailyReportConfig, store: StoreResource
 ) -> dg.MaterializeResult:
+    from tradenova_dagster.metrics.report import build_daily_report, display_tables  # matplotlib: only to draw
+    from tradenova_dagster.metrics.tearsheet import configured_source
+
     day = partition_day(context.partition_key)
     tracker = MetricsTracker(
         initial_capital=config.initial_capital, account=config.account, store=store.ledger(config.account)

@@ -33,7 +33,6 @@ import dagster as dg
 from assets.market import table_metadata
 from resources.market_data import MarketDataResource
 from resources.store import StoreResource
-from tradenova_dagster.research.report import write_sweep_report
 from tradenova_dagster.research.summary import SUMMARY_COLUMNS, sweep_summary as summarise, sweep_verdicts
 from tradenova_dagster.research.sweep import plan_sweep, run_partition, sweep_dir, write_atomic
 from tradenova_dagster.strategies import BASELINES
@@ -113,6 +112,8 @@ def sweep_summary(context: dg.AssetExecutionContext, config: SweepSummaryConfig)
     table = summarise(folder)
     write_atomic(folder / "summary.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     verdicts = sweep_verdicts(folder)
+    from tradenova_dagster.research.report import write_sweep_report  # matplotlib: only when a report is drawn
+
     report = write_sweep_report(folder)
     rows = table.astype(object).where(table.notna(), None).to_dict("records")  # NaN (undefined) shows as empty
     gate_rows = [{"strategy": name, "promotable": v.promotable, "iqm": v.iqm, "ci_low": v.ci_low, "ci_high": v.ci_high,

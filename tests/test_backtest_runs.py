@@ -124,20 +124,26 @@ def test_a_range_is_one_planned_event_and_progress_lines_count_their_days(traden
 
 @pytest.mark.slow
 def test_a_backtest_longer_than_a_month_shows_months_not_every_day(tradenova_home):
-    """Dagster copies a run's metadata onto each of its partitions: a long backtest carries
-    a table by month, whose trades agree with the ledger's, instead of every day's row."""
+    """A long backtest's summary is a table by month, whose trades agree with the ledger's;
+    it sits on the last day's partition only, and every partition carries its own day's
+    numbers (Dagster would copy a run's metadata onto each partition: seconds for a year)."""
     from assets.backtest import DAYS_TABLE_MAX
 
     assert main(["backtest", "--start", "2026-09-28", "--end", DAYS[1], "--strategy", "always-call",
                  "--id", "long", "--no-progress"]) == 0
     with dg.DagsterInstance.get() as instance:
         [run] = instance.get_runs(dg.RunsFilter(job_name="backtest_job"))
-        metadata = [e.dagster_event.step_materialization_data.materialization.metadata
-                    for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)]
-    assert len(metadata) > DAYS_TABLE_MAX and "days_table" not in metadata[0]
-    months = [record.data for record in metadata[0]["months_table"].value.records]
+        materializations = [e.dagster_event.step_materialization_data.materialization
+                            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)]
+    partitions, metadata = [m.partition for m in materializations], [m.metadata for m in materializations]
+    assert len(metadata) > DAYS_TABLE_MAX and "days_table" not in metadata[-1]
+    assert not any("months_table" in day or "pnl" in day for day in metadata[:-1])  # the summary once
+    months = [record.data for record in metadata[-1]["months_table"].value.records]
     assert [m["month"] for m in months] == ["2026-09", "2026-10", "2026-11"]
     assert sum(m["days"] for m in months) == len(metadata)
     ledger = dict(ledger_store("backtest:long").query(
         "SELECT strftime(day, '%Y-%m'), count(*) FROM trades WHERE account = 'backtest:long' GROUP BY 1"))
     assert {m["month"]: m["trades"] for m in months} == ledger and sum(ledger.values()) > 0
+    by_day = dict(ledger_store("backtest:long").query(
+        "SELECT strftime(day, '%Y-%m-%d'), count(*) FROM trades WHERE account = 'backtest:long' GROUP BY 1"))
+    assert {p: day["day_trades"].value for p, day in zip(partitions, metadata) if day["day_trades"].value} == by_day

@@ -32,17 +32,19 @@ postgres_server = postgres_helpers.postgres_server
 
 MAX_BACKTESTS = 2
 BACKTESTS = [("2026-11-16", "2026-11-17"), ("2026-11-18", "2026-11-18"), ("2026-11-19", "2026-11-19")]
-RESULT_KEYS = ("days", "trades", "pnl", "all_flat_at_close", "sharpe_ratio", "max_drawdown", "win_rate", "days_table")
+DAY_KEYS = ("day_trades", "day_entries", "day_refused", "day_pnl", "flat_at_close", "stopped")
+SUMMARY_KEYS = ("days", "trades", "pnl", "all_flat_at_close", "sharpe_ratio", "max_drawdown", "win_rate", "days_table")
 TRADE_COLUMNS = ("day, symbol, contract, side, qty, entry_time, exit_time, entry_price, exit_price, pnl, commission, "
                  "exit_reason")
 
 
-def _results(instance: dg.DagsterInstance, run_id: str) -> list[tuple]:
-    """What backtest_day recorded in the run's materializations (one per day; the account
-    name aside)."""
-    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    return [(event.asset_materialization.partition,
-             {key: event.asset_materialization.metadata[key].value for key in RESULT_KEYS}) for event in events]
+def _results(instance: dg.DagsterInstance, run_id: str) -> tuple[list, dict]:
+    """What backtest_day recorded in the run's materializations: each day's numbers (one per
+    day), and the run's summary on its last day (the account name aside)."""
+    found = [event.asset_materialization
+             for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)]
+    days = [(m.partition, {key: m.metadata[key].value for key in DAY_KEYS}) for m in found]
+    return days, {key: found[-1].metadata[key].value for key in SUMMARY_KEYS}
 
 
 def _trades(account: str) -> list[tuple]:

@@ -85,6 +85,40 @@ def test_a_promoted_model_loads_as_a_signal_model(tiny, store):
     assert signal.model_id == record.model_id
 
 
+@pytest.mark.parametrize("agent", ["ppo", "grpo"])
+def test_a_loaded_checkpoint_is_the_trained_policy_without_its_optimiser(tiny, store, agent):
+    """Loading to predict rebuilds the policy only: the same weights, the same action
+    probabilities, and no optimiser (whose first use imports torch._dynamo, 1.2 s)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch as th
+
+    if agent == "ppo":
+        days = planted_days(2, seed=31)
+        trained = train_model("ppo", TrainingDataset("SPY", days), 128, seed=0, register=False, tensorboard=False,
+                              hyperparams={"n_steps": 64, "batch_size": 32, "n_epochs": 1}).model
+        record = registry.save_model(trained, tiny[0].vec_normalize, agent="ppo", symbol="SPY", timesteps=128,
+                                     seed=0, train_days=[d.day for d in days], meta={"env_config": {}}, store=store)
+    else:
+        trained, record = tiny[0].model, _save(tiny, store)
+    policy, _, meta = registry.load_checkpoint(record.path)
+    assert type(policy) is type(trained.policy) and meta["agent"] == agent
+    assert not isinstance(policy.optimizer, th.optim.Optimizer)
+    want, got = trained.policy.state_dict(), policy.state_dict()
+    assert want.keys() == got.keys() and all(th.equal(want[k], got[k]) for k in want)
+    obs = th.as_tensor(np.random.default_rng(0).normal(size=(64, *trained.observation_space.shape)),
+                       dtype=th.float32)
+    with th.no_grad():
+        assert th.equal(policy.get_distribution(obs).distribution.probs,
+                        trained.policy.get_distribution(obs).distribution.probs)
+    code = ("import sys; from tradenova_dagster.rl import SignalModel; "
+            f"SignalModel.load({str(record.path)!r}); print('torch._dynamo' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split()[-1] == "False"
+
+
 def test_evaluations_of_unknown_models_or_without_days_are_refused(tiny, store):
     with pytest.raises(ValueError, match="no model"):
         registry.record_evaluation("ghost", eval_days=[date(2024, 1, 2)], promotable=True, reason="",

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -44,6 +43,8 @@ def _daily(values, name: str) -> np.ndarray:
 def iqm(values, axis=-1):
     """The interquartile mean: scipy's 25% trimmed mean (the middle half of the values);
     ``axis`` lets ``scipy.stats.bootstrap`` call it on many resamples at once."""
+    from scipy import stats  # here, not at import: scipy.stats is 0.6 s of every process loading the definitions
+
     return stats.trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
 
 
@@ -57,6 +58,8 @@ def bootstrap_ci(values, statistic) -> tuple[float, float]:
         return float("nan"), float("nan")
     if np.all(values == values[0]):
         return float(values[0]), float(values[0])
+    from scipy import stats
+
     result = stats.bootstrap((values,), statistic, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
                              method="percentile", vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -289,7 +289,8 @@ def algorithm_class(agent: str):
 
 
 def load_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    """Load a model folder: ``(model, vec_normalize, meta)``.
+    """Load a model folder to predict with: ``(policy, vec_normalize, meta)``, the policy
+    the stable-baselines3 algorithm trained (PPO's or GRPO's), not the algorithm.
 
     ValueError, naming the folder, when it holds no model, when its format version is not
     ``FORMAT_VERSION`` (saying which it found), or when a file does not load (corrupt,
@@ -310,7 +311,7 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         )
     agent = meta.get("agent")
     try:
-        model = algorithm_class(agent).load(path / MODEL_FILE, device="cpu")
+        model = _load_policy(agent, path / MODEL_FILE)
         with open(path / VECNORM_FILE, "rb") as f:
             vec_normalize = pickle.load(f)  # the statistics only; no env needed to normalise
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the checkpoint is unusable
@@ -319,3 +320,28 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         raise ValueError(f"checkpoint {path}: action space {model.action_space} is not the categorical "
                          f"PUT/FLAT/CALL policy its format version {FORMAT_VERSION} promises")
     return model, vec_normalize, meta
+
+
+class _NoOptimizer:
+    """Stands in for the optimiser of a policy loaded to predict, which is never stepped."""
+
+    def __init__(self, params, **kwargs):
+        pass
+
+
+def _load_policy(agent: str, file: Path):
+    """The policy saved in an SB3 model file, its weights loaded exactly (strict).
+
+    ``PPO.load``/``GRPO.load`` would rebuild the whole algorithm and its Adam optimiser,
+    whose first parameter group imports ``torch._dynamo``: 1.2 s of every process that
+    loads a model to trade, for an optimiser only training uses.
+    """
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    require_agent(agent)
+    data, params, _ = load_from_zip_file(file, device="cpu", print_system_info=False)
+    policy_kwargs = {**(data.get("policy_kwargs") or {}), "optimizer_class": _NoOptimizer}
+    policy = data["policy_class"](data["observation_space"], data["action_space"], lambda _: 0.0,
+                                  use_sde=data.get("use_sde", False), **policy_kwargs)
+    policy.load_state_dict(params["policy"])
+    return policy.to("cpu")
