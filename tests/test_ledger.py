@@ -78,6 +78,26 @@ def test_one_round_trip_by_hand_fees_counted_once():
     assert book.realized_pnl == pytest.approx(-2.60) and book.fees_paid == pytest.approx(4 * 0.65)
 
 
+def test_an_order_recorded_again_keeps_what_it_filled(tmp_path):
+    """A retried send recorded a second time must not forget the contracts already filled:
+    the next report's fill is only what is new (found by test_ledger_batch's machine)."""
+    ledger = AccountLedger(Store(tmp_path / "l.duckdb"), "sim:again", initial_cash=50_000.0, fee_per_contract=0.65)
+    call, t0 = "SPY261204C00600000", datetime(2026, 12, 2, 15, tzinfo=timezone.utc)
+
+    def order(status, filled, avg=None):
+        return Order(call, 3, "buy", "c1", id="b1", status=status, filled_qty=filled, filled_avg_price=avg)
+
+    def send(o):
+        ledger.record_order("c1", o, symbol=call, side=Side.BUY, qty=3, intent="entry", reason="t", decision_ts=t0)
+
+    send(order(OrderStatus.NEW, 0))
+    ledger.observe(order(OrderStatus.PARTIALLY_FILLED, 2, 1.0), t0)
+    send(order(OrderStatus.PARTIALLY_FILLED, 2, 1.0))
+    [(fill, _)] = ledger.observe(order(OrderStatus.FILLED, 3, 1.5), t0 + timedelta(minutes=1))
+    assert (fill.fill_id, fill.qty, fill.price) == ("b1:3", 1.0, 2.5)
+    assert ledger.book.qty(call) == 3 and ledger.orders["c1"].filled_qty == 3
+
+
 def test_a_sell_above_what_is_held_is_refused_before_any_broker():
     book = Book(10_000.0)
     book.apply(_fill("f1", PUT, "buy", 1, 3.0))

@@ -126,7 +126,7 @@ class BatchedAgainstUnbuffered(RuleBasedStateMachine):
     @rule(data=st.data())
     def send_again(self, data):
         """The same client order id recorded again (a retried send): the row keeps what the
-        order was first sent with and takes the latest state."""
+        order was first sent with, what it filled and its status."""
         self._send_again(data.draw(st.sampled_from(self._open_coids())))
 
     def _send_again(self, coid):
@@ -134,7 +134,8 @@ class BatchedAgainstUnbuffered(RuleBasedStateMachine):
         self._both(lambda led: led.record_order(
             coid, order, symbol=order.symbol, side=order.side, qty=order.qty, intent="again", reason="again",
             decision_ts=self._now(), order_type="limit", limit_price=9.99, status=S.ACCEPTED))
-        self.broker[coid] = Order(order.symbol, order.qty, order.side, coid, id=order.id, status=S.ACCEPTED)
+        if not order.filled_qty:  # the broker keeps what it filled: a partly filled order stays so
+            self.broker[coid] = Order(order.symbol, order.qty, order.side, coid, id=order.id, status=S.ACCEPTED)
 
     def _report(self, coid, status, filled_qty, price):
         old = self.broker[coid]

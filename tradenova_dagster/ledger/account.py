@@ -180,9 +180,15 @@ class AccountLedger:
                      intent: str, reason: str, decision_ts: datetime, order_type: str = "market",
                      limit_price: float | None = None, status: OrderStatus = OrderStatus.NEW,
                      broker_message: str | None = None) -> LedgerOrder:
-        """Write an order as sent (or as refused: ``status=rejected`` with the broker's message)."""
+        """Write an order as sent (or as refused: ``status=rejected`` with the broker's message).
+        An order recorded again (a retried send) keeps what it already filled and its status:
+        the broker's view of it arrives through ``observe``, and a fill booked stays booked."""
         record = LedgerOrder(client_order_id, order.id if order else None, symbol, side, float(qty), intent, reason,
                              decision_ts, status, 0.0, None, broker_message)
+        known = self.orders.get(client_order_id)
+        if known is not None:
+            record.status, record.filled_qty, record.filled_avg_price = (known.status, known.filled_qty,
+                                                                         known.filled_avg_price)
         self.orders[client_order_id] = record
         self._save(record, order_type, limit_price)
         return record

@@ -228,6 +228,8 @@ class AdvancedRiskManager:
         self._book = None  # the ledger's Book once following
         self._timer = FlushTimer(flush_interval_s)
         self._holds = 0  # depth of ``held`` blocks
+        self._batching = False  # inside ``batch``: state changes are written by ``flush``
+        self._state_dirty = False  # the state changed since it was last written (only while batching)
         self._fresh_in_hold = False  # the shared state was checked in the current ``held`` block
         fresh = RiskState(account=self.account, day=None, start_of_day_equity=initial_balance,
                           peak_equity=initial_balance)
@@ -275,6 +277,24 @@ class AdvancedRiskManager:
             self._holds -= 1
             if not self._holds:
                 self._fresh_in_hold = False
+
+    @contextmanager
+    def batch(self):
+        """Inside a unit of work, a change to the state is adopted at once and written when
+        the block ends (``flush``), with the refusals and marks: a replayed day writes its
+        risk row once instead of at every trade. Other processes see it when the unit
+        commits, as they would anyway, and none can write the file meanwhile. Outside a
+        unit of work every change is written at once. Blocks nest; the row is written also
+        when the block ends with an exception (the trades it counts did happen)."""
+        if self._batching or self.store is None or not self.store.in_unit_of_work:
+            yield self
+            return
+        self._batching = True
+        try:
+            yield self
+        finally:
+            self._batching = False
+            self.flush()
 
     # ------------------------------------------------------------------ reading
 
@@ -628,18 +648,24 @@ class AdvancedRiskManager:
         return self._level()
 
     def flush(self) -> None:
-        """Write the batched refusal events and marks now."""
-        if self.store is None or (not self._pending and not self._marks_dirty):
+        """Write the batched state (``batch``), refusal events and marks now."""
+        if self.store is None or (not self._pending and not self._marks_dirty and not self._state_dirty):
             self._timer.reset()
             return
-        now = self.clock()
+        now, stamp = self.clock(), None
         with self.store.transaction() as con:
-            if self._marks_dirty:
+            if self._state_dirty:  # the whole row, marks included
+                save_state(con, self.state, now)
+            elif self._marks_dirty:
                 save_marks(con, self.state, now)
             insert_events(con, self._pending)
+            if self._state_dirty:
+                stamp = self._signal.touch()  # while the lock is held, as in ``_commit``
         self._pending.clear()
-        self._marks_dirty = False
+        self._marks_dirty = self._state_dirty = False
         self._timer.reset()
+        if stamp is not None:
+            self._watch.loaded(stamp)
 
     close = flush
 
@@ -725,7 +751,7 @@ class AdvancedRiskManager:
     def _refresh(self) -> None:
         """Re-read the shared row when another process changed it (cheap when it did not;
         once per ``held`` block)."""
-        if self._watch is None or self._fresh_in_hold:
+        if self._watch is None or self._fresh_in_hold or self._state_dirty:  # unwritten: ours is the newest
             return
         if self._watch.needs_reload():
             stamp = self._watch.stamp_before_read()
@@ -773,8 +799,18 @@ class AdvancedRiskManager:
             self.state = new
             self.events.extend(events)
             return
+        if self._batching and (self._state_dirty or not self._watch.needs_reload()):
+            new = self.state.copy()  # no other process wrote since we read or wrote it: written by ``flush``
+            mutate(new, events)
+            self.state = new
+            self.events.extend(events)
+            self._pending.extend(events)
+            self._state_dirty = True
+            return
         with self.store.transaction() as con:
-            row = load_state(con, self.account)
+            # Every writer touches the signal while it holds the lock, so an unchanged stamp
+            # means the row is what this process last read or wrote: no need to read it.
+            row = load_state(con, self.account) if self._watch.needs_reload() else None
             base = self.state.copy() if row is None else self._merge(row)
             new = base.copy()
             mutate(new, events)

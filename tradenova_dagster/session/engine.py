@@ -131,8 +131,8 @@ class TradingSession(OrderFlow):
                    tick.end if tick else self.clock.now())
 
     def _buffered(self):
-        """Buffer the ledger's, the broker's and the records' writes; they flush into the open
-        unit of work (the bar's, or the day's for a fast replay)."""
+        """Buffer the ledger's, the broker's, the records' and the risk state's writes; they
+        flush into the open unit of work (the bar's, or the day's for a fast replay)."""
         from contextlib import ExitStack
 
         stack = ExitStack()
@@ -140,6 +140,7 @@ class TradingSession(OrderFlow):
         if self.rt.sim is not None:
             stack.enter_context(self.rt.sim.batch())
         stack.enter_context(self.rt.records.batch())
+        stack.enter_context(self.rt.risk.batch())
         stack.callback(self._flush_parts)
         return stack
 

@@ -130,7 +130,9 @@ class Store:
         return self._held is not None
 
     @property
-    def _in_unit(self) -> bool:
+    def in_unit_of_work(self) -> bool:
+        """Whether this thread is inside ``unit_of_work``: its writes commit together when
+        the unit ends, and no other process writes the file meanwhile."""
         return self._state()["unit"]
 
     @contextmanager
@@ -160,7 +162,7 @@ class Store:
 
         Inside a unit of work it joins the unit's transaction: the unit commits it.
         """
-        if self._in_unit:
+        if self.in_unit_of_work:
             yield self._held
             return
         with self.connect() as con:
@@ -189,7 +191,7 @@ class Store:
     @contextmanager
     def unit_of_work(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction that every store use on this thread joins until the block ends."""
-        if self._in_unit:
+        if self.in_unit_of_work:
             yield self._held
             return
         with self.hold(), self.transaction() as con:
