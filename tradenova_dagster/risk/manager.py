@@ -799,8 +799,10 @@ class AdvancedRiskManager:
             self.state = new
             self.events.extend(events)
             return
+        # Every writer touches the signal while it holds the lock, so an unchanged stamp means
+        # the row is what this process last read or wrote: changed here, written by ``flush``.
         if self._batching and (self._state_dirty or not self._watch.needs_reload()):
-            new = self.state.copy()  # no other process wrote since we read or wrote it: written by ``flush``
+            new = self.state.copy()
             mutate(new, events)
             self.state = new
             self.events.extend(events)
@@ -808,9 +810,7 @@ class AdvancedRiskManager:
             self._state_dirty = True
             return
         with self.store.transaction() as con:
-            # Every writer touches the signal while it holds the lock, so an unchanged stamp
-            # means the row is what this process last read or wrote: no need to read it.
-            row = load_state(con, self.account) if self._watch.needs_reload() else None
+            row = load_state(con, self.account)
             base = self.state.copy() if row is None else self._merge(row)
             new = base.copy()
             mutate(new, events)
