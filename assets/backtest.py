@@ -11,13 +11,13 @@ model (``tradenova_dagster.strategies``).
 The single-run backfill policy replays a whole range in one run (one process, the model
 loaded once), day after day in order, since the account carries over from one day to the
 next: what a long backtest wants. Re-materialising a day replaces that day.
+``tradenova backtest`` launches this same asset (``backtest_job``) on the Dagster instance,
+so the command line and the UI share one path.
 
 Each partition's materialisation carries that day's numbers (``day_trades``, ``day_pnl``,
 ...); the last day's also carries the whole run's summary (``days``, ``pnl``, the metrics
 and the table of days or months). Dagster would copy a run's metadata onto every
 partition: a year's summary serialised and committed 251 times cost seconds.
-``tradenova backtest`` launches this same asset (``backtest_job``) on the Dagster instance,
-so the command line and the UI share one path.
 """
 
 import time

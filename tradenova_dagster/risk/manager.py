@@ -793,21 +793,18 @@ class AdvancedRiskManager:
         failure (bad input found late, a database error) leaves the state unchanged.
         """
         events: list[RiskEvent] = []
-        if self.store is None:
+        # Every writer touches the signal while it holds the lock, so inside a batch an
+        # unchanged stamp means the row is what this process last read or wrote: changed
+        # here, written by ``flush``.
+        deferred = self._batching and (self._state_dirty or not self._watch.needs_reload())
+        if self.store is None or deferred:
             new = self.state.copy()
             mutate(new, events)
             self.state = new
             self.events.extend(events)
-            return
-        # Every writer touches the signal while it holds the lock, so an unchanged stamp means
-        # the row is what this process last read or wrote: changed here, written by ``flush``.
-        if self._batching and (self._state_dirty or not self._watch.needs_reload()):
-            new = self.state.copy()
-            mutate(new, events)
-            self.state = new
-            self.events.extend(events)
-            self._pending.extend(events)
-            self._state_dirty = True
+            if deferred:
+                self._pending.extend(events)
+                self._state_dirty = True
             return
         with self.store.transaction() as con:
             row = load_state(con, self.account)

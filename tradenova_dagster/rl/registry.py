@@ -277,17 +277,6 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def algorithm_class(agent: str):
-    """The stable-baselines3 class that loads ``agent``'s model file."""
-    if require_agent(agent) == "ppo":
-        from stable_baselines3 import PPO
-
-        return PPO
-    from tradenova_dagster.rl.grpo import GRPO
-
-    return GRPO
-
-
 def load_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """Load a model folder to predict with: ``(policy, vec_normalize, meta)``, the policy
     the stable-baselines3 algorithm trained (PPO's or GRPO's), not the algorithm.
